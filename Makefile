@@ -1,0 +1,49 @@
+# Thin wrapper around meson/ninja. `make help` lists the targets.
+BUILD ?= build
+TASKS ?= 1000000
+.PHONY: all deps build test test-unit demo bench bench-storage format format-check clean help
+
+all: build
+
+help:
+	@echo "make deps           install the Debian packages (as root; apt-get update first)"
+	@echo "make                build into ./$(BUILD)"
+	@echo "make test           deps, then plain and ASan+UBSan builds, every test in both"
+	@echo "make demo           the quick start: what works so far, end to end"
+	@echo "make bench          all benchmarks (bench-storage)"
+	@echo "make bench-storage [TASKS=N]  storage benchmarks -> bench/results/storage.json"
+	@echo "make format         clang-format every C file"
+
+deps:
+	@scripts/deps
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+test: deps
+	scripts/run-tests
+
+test-unit: build
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+demo: deps build
+	scripts/demo
+
+bench: bench-storage
+
+bench-storage: deps
+	@[ -f build-release/build.ninja ] || meson setup build-release --buildtype=release -Db_ndebug=true
+	ninja -C build-release
+	bench/run-storage $(TASKS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-release *.setup.log *.ninja.log *.test.log

@@ -1,0 +1,2 @@
+/* backup.c: implemented in progress */
+#include "storage/backup.h"

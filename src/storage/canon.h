@@ -1,0 +1,25 @@
+/*
+ * canon.h - canonical form of a TaskConfig.
+ *
+ * Protobuf has no sets and no canonical map order, so two equal configs can
+ * encode differently. Before a config is hashed or stored, its set-like fields
+ * are sorted (resources, constraints and their values, fetcher URIs, task
+ * links, metadata, container volumes and parameters). protobuf-c then packs
+ * fields in number order, so equal configs give equal bytes.
+ */
+#ifndef BO_CANON_H
+#define BO_CANON_H
+
+#include "common/buf.h"
+#include "storage.pb-c.h"
+
+/* Sort the set-like fields of `c` in place. */
+void bo_canon_task_config(Bo__TaskConfig *c);
+
+/* Canonicalize `c` in place and append its encoding to `out`. */
+int bo_canon_encode_config(Bo__TaskConfig *c, struct bo_buf *out);
+
+/* Sort host attribute names and values in place (for stable query output). */
+void bo_canon_host_attributes(Bo__HostAttributes *h);
+
+#endif

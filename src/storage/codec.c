@@ -1,0 +1,2 @@
+/* codec.c: implemented in progress */
+#include "storage/codec.h"

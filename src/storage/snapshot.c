@@ -1,0 +1,2 @@
+/* snapshot.c: implemented in progress */
+#include "storage/snapshot.h"

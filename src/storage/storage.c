@@ -1,0 +1,2 @@
+/* storage.c: implemented in progress */
+#include "storage/storage.h"

@@ -1,0 +1,2 @@
+/* store.c: implemented in progress */
+#include "storage/store.h"

@@ -1,0 +1,235 @@
+/*
+ * store.h - the state of the scheduler in SQLite, normalized.
+ *
+ * The store is the replicated log's state machine. It knows nothing of raft or
+ * libuv: it applies transactions (in log order, each as one SQLite
+ * transaction, all or nothing), answers typed queries, exports a consistent
+ * view into a snapshot writer and restores itself from a snapshot image.
+ *
+ * Tables (docs/storage-format.md has the DDL): jobs (role, environment, name);
+ * task_configs, one row per distinct config (hash of the canonical encoding,
+ * confirmed by comparing bytes) with a reference count, deleted when nothing
+ * refers to it; tasks (task id, job, instance, status, host, config, and the
+ * task's own encoding with the config left out: events, ports, failure count,
+ * ancestor); job_counts (tasks per job per status, kept by apply so counts
+ * need no scan); cron_jobs; quotas; host_attributes; maintenance; job_updates
+ * with their configs and events; meta (applied index, cluster id).
+ *
+ * The database is a cache of the log: it lives in a file in WAL mode with
+ * synchronous=OFF and is rebuilt from the last snapshot and the log at start.
+ * That is what makes a second, read-only connection possible: a read view
+ * pinned on the loop thread gives a consistent state to a worker thread that
+ * serializes a snapshot while the loop goes on applying writes.
+ *
+ * Threads: every function except the bo_store_view_* export runs on the thread
+ * that owns the store (the loop thread). A view is opened and closed on the
+ * owning thread and exported on any one thread in between.
+ *
+ * Ownership: query results are allocated by the store and freed with the
+ * matching *_release function. Protobuf structs passed in are not kept.
+ */
+#ifndef BO_STORE_H
+#define BO_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "storage.pb-c.h"
+#include "storage/snapshot.h"
+
+#define BO_SCHEMA_VERSION 1
+
+struct bo_store;
+
+/* Open (creating if needed) the database at `path`. `fresh` deletes what is
+ * there first: the normal case at start, since the log rebuilds it. */
+int bo_store_open(const char *path, bool fresh, struct bo_store **out, struct bo_err *err);
+void bo_store_close(struct bo_store *st);
+
+/* Check a transaction without applying it (the leader does this before it
+ * appends, so the log holds only transactions that apply). BO_EINVAL with a
+ * message naming the op and field. */
+int bo_store_validate(struct bo_store *st, const Bo__Transaction *txn, struct bo_err *err);
+
+/* Apply a transaction as log entry `index`: all ops or none. An op that is
+ * invalid against the current state (validated elsewhere) is BO_EINVAL and
+ * nothing changes. An I/O error from SQLite (BO_EIO, BO_ENOSPC) also changes
+ * nothing; the caller must stop, since the store no longer follows the log. */
+int bo_store_apply(struct bo_store *st, const Bo__Transaction *txn, uint64_t index,
+                   struct bo_err *err);
+
+/* Apply an encoded bo.LogEntry: a transaction, a noop, or a whole snapshot
+ * (plain, deduplicated or compressed: the state is replaced, as when a staged
+ * recovery is committed). */
+int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, uint64_t index,
+                         struct bo_err *err);
+
+/* Last applied log index (0 for an empty store). */
+uint64_t bo_store_applied_index(const struct bo_store *st);
+
+/* Replace the whole state with an image's content; `index` becomes the
+ * applied index. On error the previous state is kept. */
+int bo_store_restore(struct bo_store *st, const uint8_t *image, size_t len, uint64_t index,
+                     struct bo_err *err);
+
+/* ---- consistent read views, for snapshots ---- */
+
+struct bo_store_view;
+
+/* Pin the current state (owning thread). */
+int bo_store_view_open(struct bo_store *st, struct bo_store_view **out, struct bo_err *err);
+/* Feed the pinned state to `w` (any one thread): configs, tasks, rest. */
+int bo_store_view_export(struct bo_store_view *view, struct bo_snap_writer *w, int64_t now_ms,
+                         struct bo_err *err);
+/* The applied index the view shows. */
+uint64_t bo_store_view_index(const struct bo_store_view *view);
+/* Release (owning thread). */
+void bo_store_view_close(struct bo_store_view *view);
+
+/* Convenience: view + export + close on the calling (owning) thread. */
+int bo_store_export(struct bo_store *st, struct bo_snap_writer *w, int64_t now_ms,
+                    struct bo_err *err);
+
+/* ---- queries (Aurora's TaskQuery and friends) ---- */
+
+/* Every set field narrows the result; empty arrays and NULL strings do not.
+ * Results are ordered by job (role, environment, name), then instance, then
+ * task id, so they are the same on every replica. limit 0 = no limit. */
+struct bo_task_query {
+    const char *role;
+    const char *environment;
+    const char *job_name;
+    const Bo__JobKey *const *job_keys;
+    size_t n_job_keys;
+    const char *const *task_ids;
+    size_t n_task_ids;
+    const int32_t *instance_ids;
+    size_t n_instance_ids;
+    const Bo__ScheduleStatus *statuses;
+    size_t n_statuses;
+    const char *const *hosts;
+    size_t n_hosts;
+    int64_t offset;
+    int64_t limit;
+};
+
+struct bo_task_list {
+    Bo__ScheduledTask **tasks; /* each with its config unless asked without */
+    size_t n;
+};
+
+int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
+                         struct bo_task_list *out, struct bo_err *err);
+int bo_store_count_tasks(struct bo_store *st, const struct bo_task_query *q, uint64_t *count,
+                         struct bo_err *err);
+void bo_task_list_release(struct bo_task_list *l);
+
+/* Task counts by status, Aurora's JobStats grouping. */
+struct bo_task_counts {
+    uint64_t active;   /* ASSIGNED, STARTING, RUNNING, KILLING, DRAINING, RESTARTING,
+                          PREEMPTING, PARTITIONED */
+    uint64_t pending;  /* PENDING, THROTTLED, INIT */
+    uint64_t finished; /* FINISHED, KILLED */
+    uint64_t failed;   /* FAILED, LOST */
+    uint64_t by_status[19]; /* indexed by Bo__ScheduleStatus value */
+};
+
+struct bo_job_summary {
+    Bo__JobKey *key;
+    struct bo_task_counts counts;
+    bool is_cron;
+    char *cron_schedule;       /* NULL unless is_cron */
+    int32_t instance_count;    /* distinct active instances, or the cron job's count */
+};
+
+struct bo_job_summary_list {
+    struct bo_job_summary *jobs;
+    size_t n;
+};
+
+/* Jobs of a role (all roles if NULL) with task counts: jobs with tasks and
+ * cron jobs, ordered by key. No scan of tasks. */
+int bo_store_job_summaries(struct bo_store *st, const char *role, struct bo_job_summary_list *out,
+                           struct bo_err *err);
+void bo_job_summary_list_release(struct bo_job_summary_list *l);
+
+struct bo_role_summary {
+    char *role;
+    uint64_t job_count;
+    uint64_t cron_job_count;
+    struct bo_task_counts counts;
+};
+
+struct bo_role_summary_list {
+    struct bo_role_summary *roles;
+    size_t n;
+};
+
+int bo_store_role_summaries(struct bo_store *st, struct bo_role_summary_list *out,
+                            struct bo_err *err);
+void bo_role_summary_list_release(struct bo_role_summary_list *l);
+
+/* Config groups of a job's active tasks: each distinct config with the
+ * instance ids that run it (as closed ranges), ordered by first instance. */
+struct bo_config_group {
+    Bo__TaskConfig *config;
+    Bo__Range **ranges;
+    size_t n_ranges;
+};
+
+struct bo_config_group_list {
+    struct bo_config_group *groups;
+    size_t n;
+};
+
+int bo_store_config_groups(struct bo_store *st, const Bo__JobKey *job,
+                           struct bo_config_group_list *out, struct bo_err *err);
+void bo_config_group_list_release(struct bo_config_group_list *l);
+
+/* ---- the other entities: each getter returns BO_ENOTFOUND when absent;
+ * returned messages are freed with protobuf_c_message_free_unpacked(m, NULL). */
+
+int bo_store_get_cron_job(struct bo_store *st, const Bo__JobKey *key, Bo__JobConfiguration **out,
+                          struct bo_err *err);
+/* All cron jobs, ordered by key; *out is a bo_malloc'd array. */
+int bo_store_list_cron_jobs(struct bo_store *st, Bo__JobConfiguration ***out, size_t *n,
+                            struct bo_err *err);
+
+int bo_store_get_quota(struct bo_store *st, const char *role, Bo__ResourceAggregate **out,
+                       struct bo_err *err);
+int bo_store_list_quotas(struct bo_store *st, Bo__QuotaConfiguration ***out, size_t *n,
+                         struct bo_err *err);
+
+int bo_store_get_host(struct bo_store *st, const char *host, Bo__HostAttributes **out,
+                      struct bo_err *err);
+int bo_store_list_hosts(struct bo_store *st, Bo__HostAttributes ***out, size_t *n,
+                        struct bo_err *err);
+
+int bo_store_list_maintenance(struct bo_store *st, Bo__HostMaintenanceRequest ***out, size_t *n,
+                              struct bo_err *err);
+
+/* Update details with events; summary.state derived from the events. */
+int bo_store_get_job_update(struct bo_store *st, const Bo__JobUpdateKey *key,
+                            Bo__JobUpdateDetails **out, struct bo_err *err);
+/* Summaries of a job's updates (all jobs if NULL), newest first. */
+int bo_store_list_job_updates(struct bo_store *st, const Bo__JobKey *job,
+                              Bo__JobUpdateSummary ***out, size_t *n, struct bo_err *err);
+
+int bo_store_get_metadata(struct bo_store *st, Bo__SchedulerMetadata **out, struct bo_err *err);
+
+/* Free an array returned by a list function, and its elements. */
+void bo_store_free_list(void *array, size_t n);
+
+/* Counts of rows per table, for stats and tests. */
+struct bo_store_counts {
+    uint64_t jobs, tasks, configs, cron_jobs, quotas, hosts, maintenance, job_updates;
+};
+int bo_store_counts(struct bo_store *st, struct bo_store_counts *out, struct bo_err *err);
+
+/* A digest of the whole logical state (independent of row ids and insertion
+ * order): equal states give equal digests. For replica comparison in tests. */
+int bo_store_digest(struct bo_store *st, uint64_t *digest, struct bo_err *err);
+
+#endif
