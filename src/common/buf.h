@@ -18,7 +18,10 @@ struct bo_buf {
     size_t cap;
 };
 
-#define BO_BUF_INIT {NULL, 0, 0}
+#define BO_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 int bo_buf_reserve(struct bo_buf *b, size_t extra);
 int bo_buf_append(struct bo_buf *b, const void *data, size_t len);

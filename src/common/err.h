@@ -31,7 +31,7 @@
     X(BO_ECANCELED, -11, "canceled")                                                               \
     X(BO_ENOTEMPTY, -12, "not empty")                                                              \
     X(BO_ESHUTDOWN, -13, "shutting down")                                                          \
-    X(BO_EVERSION, -14, "unsupported format version")                                             \
+    X(BO_EVERSION, -14, "unsupported format version")                                              \
     X(BO_ETOOBIG, -15, "too big")                                                                  \
     X(BO_EINTERNAL, -16, "internal error")
 
@@ -54,7 +54,12 @@ struct bo_err {
     char msg[BO_ERR_MSG_SIZE];
 };
 
-#define BO_ERR_INIT {{0}}
+#define BO_ERR_INIT                                                                                \
+    {                                                                                              \
+        {                                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
 
 /* Set the message (replacing what was there). Returns `code` for tail calls:
  *     return bo_errf(err, BO_EIO, "open '%s': %s", path, strerror(errno));

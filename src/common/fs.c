@@ -71,6 +71,7 @@ int bo_fs_write_atomic(const char *dir, const char *name, const char *tmp_prefix
         return bo_errf(err, bo_err_from_errno(e), "create '%s': %s", tmp, strerror(e));
     }
     const char *what = "write";
+    int e = 0;
     if (write_all(fd, iov, iovcnt) != 0) {
         goto err_after_open;
     }
@@ -79,25 +80,24 @@ int bo_fs_write_atomic(const char *dir, const char *name, const char *tmp_prefix
         goto err_after_open;
     }
     what = "close";
-    if (close(fd) != 0) {
-        fd = -1;
+    int closed = close(fd);
+    fd = -1;
+    if (closed != 0) {
         goto err_after_open;
     }
-    fd = -1;
     what = "rename";
     if (rename(tmp, dst) != 0) {
         goto err_after_open;
     }
     return bo_fs_sync_dir(dir, err);
 
-err_after_open: {
-    int e = errno;
+err_after_open:
+    e = errno;
     if (fd >= 0) {
         close(fd);
     }
     unlink(tmp);
     return bo_errf(err, bo_err_from_errno(e), "%s '%s': %s", what, tmp, strerror(e));
-}
 }
 
 int bo_fs_read_file(const char *path, uint8_t **out, size_t *len, struct bo_err *err)

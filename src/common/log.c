@@ -34,9 +34,9 @@ void bo_logf(enum bo_log_level level, const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     char line[2048];
-    int n = snprintf(line, sizeof(line), "%c%02d%02d %02d:%02d:%02d.%06ld ", tags[level],
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000);
+    int n =
+        snprintf(line, sizeof(line), "%c%02d%02d %02d:%02d:%02d.%06ld ", tags[level], tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
