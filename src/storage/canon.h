@@ -3,9 +3,10 @@
  *
  * Protobuf has no sets and no canonical map order, so two equal configs can
  * encode differently. Before a config is hashed or stored, its set-like fields
- * are sorted (resources, constraints and their values, fetcher URIs, task
- * links, metadata, container volumes and parameters). protobuf-c then packs
- * fields in number order, so equal configs give equal bytes.
+ * are sorted: the ones Aurora declared as sets or maps (resources,
+ * constraints and their values, fetcher URIs, task links, metadata). Lists
+ * (volumes, docker parameters) keep their order, which means something.
+ * protobuf-c packs fields in number order, so equal configs give equal bytes.
  */
 #ifndef BO_CANON_H
 #define BO_CANON_H

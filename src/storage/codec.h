@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -28,6 +29,11 @@ const char *bo_codec_name(enum bo_codec codec);
  * CODEC_NONE copies. */
 int bo_codec_compress(enum bo_codec codec, int level, const uint8_t *in, size_t len,
                       struct bo_buf *out, struct bo_err *err);
+
+/* The same for the concatenation of `n` pieces, without concatenating them
+ * first (the snapshot writer's config, task and rest buffers). */
+int bo_codec_compress_iov(enum bo_codec codec, int level, const struct iovec *iov, int n,
+                          struct bo_buf *out, struct bo_err *err);
 
 /* Append the decompressed form of `in` to `out`. `expected` is the size the
  * writer recorded; a different size, or any decoder error, is BO_ECORRUPT

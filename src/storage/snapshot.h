@@ -28,6 +28,12 @@
  * snapshot. A non-deduplicated snapshot is presented the same way (its configs
  * are deduplicated while reading), so the store restores both alike.
  *
+ * Stats: raw_bytes and dedup_bytes are sizes of the whole encoded LogEntry
+ * (the uncompressed payload), so with codec none payload_bytes equals one of
+ * them. A future header version keeps bytes 0..31 in this layout (magic,
+ * version, and the header CRC at 28 over 0..27), so a reader can tell a newer
+ * image (BO_EVERSION) from a damaged one.
+ *
  * Failure modes: a truncated image, a bad magic, a checksum mismatch, an
  * unknown codec, a decompression error, a malformed message or a task pointing
  * at a config that does not exist are all BO_ECORRUPT with a message naming
@@ -51,15 +57,15 @@
 
 struct bo_snap_stats {
     uint64_t tasks;
-    uint64_t configs;        /* distinct task configs */
-    uint64_t hosts;          /* host attributes */
+    uint64_t configs; /* distinct task configs */
+    uint64_t hosts;   /* host attributes */
     uint64_t cron_jobs;
     uint64_t quotas;
     uint64_t job_updates;
-    uint64_t maintenance;    /* host maintenance requests */
-    uint64_t raw_bytes;      /* encoded as a plain Snapshot (configs repeated per task) */
-    uint64_t dedup_bytes;    /* encoded as a DeduplicatedSnapshot */
-    uint64_t payload_bytes;  /* after compression, i.e. the image minus its header */
+    uint64_t maintenance;   /* host maintenance requests */
+    uint64_t raw_bytes;     /* encoded as a plain Snapshot (configs repeated per task) */
+    uint64_t dedup_bytes;   /* encoded as a DeduplicatedSnapshot */
+    uint64_t payload_bytes; /* after compression, i.e. the image minus its header */
     enum bo_codec codec;
     bool deduplicated;
     int64_t timestamp_ms;
@@ -78,7 +84,9 @@ int bo_snap_writer_add_config(struct bo_snap_writer *w, const uint8_t *config, s
                               uint32_t *index);
 
 /* Add a task: the encoding of a ScheduledTask whose assigned_task.task is
- * unset (copied), and the number of its config. */
+ * unset (copied), and the number of its config. Both adds return BO_EINVAL
+ * for bytes that are not a message at the top level or a config number not
+ * yet added, BO_ENOMEM, or BO_OK. */
 int bo_snap_writer_add_task(struct bo_snap_writer *w, uint32_t config_index, const uint8_t *partial,
                             size_t len);
 
@@ -109,6 +117,16 @@ struct bo_snap_visitor {
 int bo_snap_read(const uint8_t *image, size_t len, const struct bo_snap_visitor *v,
                  struct bo_snap_stats *stats, struct bo_err *err);
 
+/* The same walk over a bare encoded bo.LogEntry (no image header): a snapshot
+ * that arrived as a log entry. Offsets in messages are from its start. An
+ * entry that is not a snapshot (transaction, noop) is BO_ECORRUPT. */
+int bo_snap_read_payload(const uint8_t *payload, size_t len, const struct bo_snap_visitor *v,
+                         struct bo_snap_stats *stats, struct bo_err *err);
+
+/* Append an image holding `payload` (an encoded LogEntry) to `image`:
+ * header, checksums, payload. BO_OK or BO_ENOMEM. */
+int bo_snap_wrap_image(const uint8_t *payload, size_t len, struct bo_buf *image);
+
 /* Check only the header and the payload checksum (cheap). */
 int bo_snap_check_header(const uint8_t *image, size_t len, const uint8_t **payload,
                          size_t *payload_len, struct bo_err *err);
@@ -118,7 +136,11 @@ int bo_snap_convert(const uint8_t *image, size_t len, bool dedup, enum bo_codec 
                     struct bo_buf *out, struct bo_snap_stats *stats, struct bo_err *err);
 
 /* Helpers shared with the store: split a full ScheduledTask into its config
- * (canonical encoding) and its partial encoding. */
-int bo_snap_split_task(const Bo__ScheduledTask *task, struct bo_buf *config, struct bo_buf *partial);
+ * (canonical encoding) and its partial encoding, appended to `config` and
+ * `partial`. The task's config is canonicalized in place (its sets sorted) and
+ * assigned_task.task is detached during the call and put back before it
+ * returns; a task without a config gets the empty config. BO_ENOMEM only. */
+int bo_snap_split_task(const Bo__ScheduledTask *task, struct bo_buf *config,
+                       struct bo_buf *partial);
 
 #endif
