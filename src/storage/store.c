@@ -1,2 +1,4167 @@
-/* store.c: implemented in progress */
+/*
+ * store.c - the scheduler state in SQLite (contract in store.h).
+ *
+ * Happy path of a write. bo_store_apply checks the transaction's shape (no
+ * database access), opens BEGIN IMMEDIATE on the main connection, applies the
+ * ops in order with cached prepared statements, records the applied index in
+ * `meta` and commits. Every task config goes through config_intern(): it is
+ * canonicalized (canon.h) on a private copy, hashed with bo_hash128, looked up
+ * by hash and confirmed by comparing bytes, inserted when new; a reference
+ * count (`refs`, and `task_refs` for the tasks among them) is kept by the
+ * apply code and a config whose count drops to zero is deleted in the same
+ * transaction, as is a job row nothing refers to any more. A small memo of the
+ * last configs seen (keyed by their raw, non-canonical encoding) spares the
+ * canonicalization when a transaction saves many tasks with one config.
+ *
+ * Tasks are stored as the protobuf encoding of the ScheduledTask with
+ * assigned_task.task left out (events, ports, failure count, ancestor, slave
+ * id and host all live in that blob) beside the columns queries filter on and
+ * the id of their config. That blob is exactly what a deduplicated snapshot
+ * holds per task, so an export streams it without re-encoding anything.
+ * job_counts (tasks per job per status) is kept by the apply code, not by
+ * triggers, so job and role summaries never scan tasks.
+ *
+ * Reads for snapshots: a view is a second, read-only connection; view_open
+ * runs BEGIN and one SELECT on the loop thread, which pins a WAL snapshot.
+ * The export may then run on a worker thread while the loop keeps writing on
+ * the main connection: configs referenced by tasks (in id order), then every
+ * task's blob (in rowid order, no sort), then the small rest as a partial
+ * Snapshot. Nothing per task is held in memory.
+ *
+ * Restore builds the new state in a fresh file beside the live one
+ * (path ".restore") with journal_mode=OFF and no secondary index on tasks,
+ * inserts everything in one transaction, creates the indexes at the end,
+ * then closes the main connection, removes the old WAL and renames the new
+ * file over the old one and reopens. Task rows get their columns from a
+ * field walk over the blob (pbwire), not from a protobuf-c unpack.
+ *
+ * Failure modes. An invalid op (missing field, event for an unknown update)
+ * is BO_EINVAL naming the op index and the field; the transaction is rolled
+ * back, nothing changes, the applied index stays. SQLITE_FULL is BO_ENOSPC,
+ * other SQLite failures BO_EIO (BO_ENOMEM, BO_ECORRUPT where they say so),
+ * always with sqlite3_errmsg; the caller must stop since the store no longer
+ * follows the log. A restore that fails before the rename leaves the old
+ * state as it was; one that fails to reopen after the rename leaves the store
+ * unusable (every call fails) and the caller rebuilds from the log. A restore
+ * is refused with BO_EBUSY while a view is open, since the view reads the
+ * file being replaced. Malformed images and log entries are BO_ECORRUPT.
+ *
+ * Threads: the main connection is used only by the owning thread; each view
+ * has its own connection (opened NOMUTEX: one thread at a time uses it).
+ */
 #include "storage/store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "common/buf.h"
+#include "common/hash.h"
+#include "common/mem.h"
+#include "common/pbwire.h"
+#include "storage/canon.h"
+
+/* ------------------------------------------------------------- schema ---- */
+
+/* Secondary indexes on tasks are kept apart: a restore creates them after the
+ * bulk insert, which is several times faster than maintaining them. */
+static const char schema_tables[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS jobs(id INTEGER PRIMARY KEY, role TEXT NOT NULL,"
+    " environment TEXT NOT NULL, name TEXT NOT NULL, UNIQUE(role, environment, name));"
+    "CREATE TABLE IF NOT EXISTS task_configs(id INTEGER PRIMARY KEY, hash_lo INTEGER NOT NULL,"
+    " hash_hi INTEGER NOT NULL, job_id INTEGER NOT NULL, refs INTEGER NOT NULL,"
+    " task_refs INTEGER NOT NULL, body BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS task_configs_hash ON task_configs(hash_lo, hash_hi);"
+    "CREATE INDEX IF NOT EXISTS task_configs_job ON task_configs(job_id);"
+    "CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY, task_id TEXT NOT NULL,"
+    " job_id INTEGER NOT NULL, instance_id INTEGER NOT NULL, status INTEGER NOT NULL,"
+    " host TEXT NOT NULL, config_id INTEGER NOT NULL, body BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS job_counts(job_id INTEGER NOT NULL, status INTEGER NOT NULL,"
+    " n INTEGER NOT NULL, PRIMARY KEY(job_id, status)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS cron_jobs(job_id INTEGER PRIMARY KEY,"
+    " config_id INTEGER NOT NULL, body BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS quotas(role TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS host_attributes(host TEXT PRIMARY KEY, mode INTEGER NOT NULL,"
+    " slave_id TEXT NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS maintenance(host TEXT PRIMARY KEY, body BLOB NOT NULL)"
+    " WITHOUT ROWID;"
+    /* status/created_ms/last_event_ms/last_modified_ms are derived from the
+     * events as they are appended (Aurora never trusted summary.state). */
+    "CREATE TABLE IF NOT EXISTS job_updates(id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL,"
+    " update_id TEXT NOT NULL, body BLOB NOT NULL, status INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER, last_event_ms INTEGER, last_modified_ms INTEGER,"
+    " UNIQUE(job_id, update_id));"
+    /* kind 0 = desired state, 1 = initial state (position = its index). The
+     * instance ranges stay in the update's body. */
+    "CREATE TABLE IF NOT EXISTS job_update_configs(update_row INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL, position INTEGER NOT NULL, config_id INTEGER NOT NULL,"
+    " PRIMARY KEY(update_row, kind, position)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS job_update_events(update_row INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, ts INTEGER NOT NULL, body BLOB NOT NULL,"
+    " PRIMARY KEY(update_row, seq)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS job_instance_events(update_row INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, ts INTEGER NOT NULL, body BLOB NOT NULL,"
+    " PRIMARY KEY(update_row, seq)) WITHOUT ROWID;";
+
+static const char schema_task_indexes[] =
+    "CREATE UNIQUE INDEX IF NOT EXISTS tasks_task_id ON tasks(task_id);"
+    "CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, instance_id);"
+    "CREATE INDEX IF NOT EXISTS tasks_host ON tasks(host);"
+    "CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);";
+
+#define META_SCHEMA_VERSION "schema_version"
+#define META_APPLIED_INDEX  "applied_index"
+#define META_SCHED_METADATA "scheduler_metadata"
+
+/* Aurora's ACTIVE_STATES: what config groups and a job's instance count see. */
+#define ACTIVE_STATUS_SQL "(0, 16, 9, 1, 2, 6, 17, 12, 13, 18)"
+
+/* ----------------------------------------------------- statement cache ---- */
+
+enum stmt_id {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_META_GET,
+    S_META_PUT,
+    S_JOB_FIND,
+    S_JOB_INSERT,
+    S_JOB_GC,
+    S_CFG_FIND,
+    S_CFG_INSERT,
+    S_CFG_REF,
+    S_CFG_UNREF,
+    S_CFG_DELETE,
+    S_CFG_BODY,
+    S_TASK_FIND,
+    S_TASK_INSERT,
+    S_TASK_UPDATE,
+    S_TASK_DELETE,
+    S_COUNT_ADD,
+    S_COUNT_PRUNE,
+    S_CRON_FIND,
+    S_CRON_PUT,
+    S_CRON_DELETE,
+    S_QUOTA_PUT,
+    S_QUOTA_DELETE,
+    S_QUOTA_GET,
+    S_HOST_PUT,
+    S_HOST_GET,
+    S_MAINT_PUT,
+    S_MAINT_DELETE,
+    S_UPD_FIND,
+    S_UPD_INSERT,
+    S_UPD_SET_BODY,
+    S_UPD_DELETE,
+    S_UPD_STATE_EVENT,
+    S_UPD_STATE_INSTANCE,
+    S_UPD_CFG_LIST,
+    S_UPD_CFG_INSERT,
+    S_UPD_CFG_DELETE,
+    S_UPD_EV_NEXT,
+    S_UPD_EV_INSERT,
+    S_UPD_EV_LIST,
+    S_UPD_EV_LIST_SEQ,
+    S_UPD_EV_DELETE,
+    S_UPD_IEV_NEXT,
+    S_UPD_IEV_INSERT,
+    S_UPD_IEV_LIST,
+    S_UPD_IEV_LIST_SEQ,
+    S_UPD_IEV_DELETE,
+    S_HOST_LIST,
+    S_CRON_LIST,
+    S_CRON_GET,
+    S_QUOTA_LIST,
+    S_MAINT_LIST,
+    S_UPD_LIST_ALL,
+    S_UPD_GET,
+    S_UPD_SUMMARIES,
+    S_JOB_SUMMARIES,
+    S_JOB_COUNTS,
+    S_ROLES,
+    S_ROLE_COUNTS,
+    S_CONFIG_GROUPS,
+    S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [S_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+                   " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    [S_JOB_FIND] = "SELECT id FROM jobs WHERE role = ?1 AND environment = ?2 AND name = ?3",
+    [S_JOB_INSERT] = "INSERT INTO jobs(role, environment, name) VALUES(?1, ?2, ?3)",
+    [S_JOB_GC] = "DELETE FROM jobs WHERE id = ?1"
+                 " AND NOT EXISTS (SELECT 1 FROM task_configs WHERE job_id = ?1)"
+                 " AND NOT EXISTS (SELECT 1 FROM cron_jobs WHERE job_id = ?1)"
+                 " AND NOT EXISTS (SELECT 1 FROM job_updates WHERE job_id = ?1)",
+    [S_CFG_FIND] = "SELECT id, job_id, body FROM task_configs WHERE hash_lo = ?1 AND hash_hi = ?2",
+    [S_CFG_INSERT] = "INSERT INTO task_configs(hash_lo, hash_hi, job_id, refs, task_refs, body)"
+                     " VALUES(?1, ?2, ?3, 0, 0, ?4)",
+    [S_CFG_REF] = "UPDATE task_configs SET refs = refs + ?2, task_refs = task_refs + ?3"
+                  " WHERE id = ?1",
+    [S_CFG_UNREF] = "UPDATE task_configs SET refs = refs - 1, task_refs = task_refs - ?2"
+                    " WHERE id = ?1 RETURNING refs, job_id",
+    [S_CFG_DELETE] = "DELETE FROM task_configs WHERE id = ?1",
+    [S_CFG_BODY] = "SELECT body FROM task_configs WHERE id = ?1",
+    [S_TASK_FIND] = "SELECT id, config_id, job_id, status FROM tasks WHERE task_id = ?1",
+    [S_TASK_INSERT] = "INSERT INTO tasks(task_id, job_id, instance_id, status, host, config_id,"
+                      " body) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_TASK_UPDATE] = "UPDATE tasks SET job_id = ?2, instance_id = ?3, status = ?4, host = ?5,"
+                      " config_id = ?6, body = ?7 WHERE id = ?1",
+    [S_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
+    [S_COUNT_ADD] = "INSERT INTO job_counts(job_id, status, n) VALUES(?1, ?2, ?3)"
+                    " ON CONFLICT(job_id, status) DO UPDATE SET n = n + excluded.n",
+    [S_COUNT_PRUNE] = "DELETE FROM job_counts WHERE job_id = ?1 AND status = ?2 AND n <= 0",
+    [S_CRON_FIND] = "SELECT config_id FROM cron_jobs WHERE job_id = ?1",
+    [S_CRON_PUT] = "INSERT INTO cron_jobs(job_id, config_id, body) VALUES(?1, ?2, ?3)"
+                   " ON CONFLICT(job_id) DO UPDATE SET config_id = excluded.config_id,"
+                   " body = excluded.body",
+    [S_CRON_DELETE] = "DELETE FROM cron_jobs WHERE job_id = ?1",
+    [S_QUOTA_PUT] = "INSERT INTO quotas(role, body) VALUES(?1, ?2)"
+                    " ON CONFLICT(role) DO UPDATE SET body = excluded.body",
+    [S_QUOTA_DELETE] = "DELETE FROM quotas WHERE role = ?1",
+    [S_QUOTA_GET] = "SELECT body FROM quotas WHERE role = ?1",
+    [S_HOST_PUT] = "INSERT INTO host_attributes(host, mode, slave_id, body) VALUES(?1, ?2, ?3, ?4)"
+                   " ON CONFLICT(host) DO UPDATE SET mode = excluded.mode,"
+                   " slave_id = excluded.slave_id, body = excluded.body",
+    [S_HOST_GET] = "SELECT body FROM host_attributes WHERE host = ?1",
+    [S_MAINT_PUT] = "INSERT INTO maintenance(host, body) VALUES(?1, ?2)"
+                    " ON CONFLICT(host) DO UPDATE SET body = excluded.body",
+    [S_MAINT_DELETE] = "DELETE FROM maintenance WHERE host = ?1",
+    [S_UPD_FIND] = "SELECT id FROM job_updates WHERE job_id = ?1 AND update_id = ?2",
+    [S_UPD_INSERT] = "INSERT INTO job_updates(job_id, update_id, body) VALUES(?1, ?2, ?3)",
+    [S_UPD_SET_BODY] = "UPDATE job_updates SET body = ?2 WHERE id = ?1",
+    [S_UPD_DELETE] = "DELETE FROM job_updates WHERE id = ?1",
+    /* Events are kept stably sorted by timestamp (Aurora): the last one is
+     * the newest, ties going to the one appended last. */
+    [S_UPD_STATE_EVENT] =
+        "UPDATE job_updates SET"
+        " status = CASE WHEN last_event_ms IS NULL OR ?2 >= last_event_ms THEN ?3 ELSE status END,"
+        " last_event_ms = max(coalesce(last_event_ms, ?2), ?2),"
+        " created_ms = min(coalesce(created_ms, ?2), ?2),"
+        " last_modified_ms = max(coalesce(last_modified_ms, ?2), ?2) WHERE id = ?1",
+    [S_UPD_STATE_INSTANCE] = "UPDATE job_updates SET"
+                             " last_modified_ms = max(coalesce(last_modified_ms, ?2), ?2)"
+                             " WHERE id = ?1",
+    [S_UPD_CFG_LIST] = "SELECT kind, position, config_id FROM job_update_configs"
+                       " WHERE update_row = ?1 ORDER BY kind, position",
+    [S_UPD_CFG_INSERT] = "INSERT INTO job_update_configs(update_row, kind, position, config_id)"
+                         " VALUES(?1, ?2, ?3, ?4)",
+    [S_UPD_CFG_DELETE] = "DELETE FROM job_update_configs WHERE update_row = ?1",
+    [S_UPD_EV_NEXT] = "SELECT coalesce(max(seq) + 1, 0) FROM job_update_events"
+                      " WHERE update_row = ?1",
+    [S_UPD_EV_INSERT] = "INSERT INTO job_update_events(update_row, seq, ts, body)"
+                        " VALUES(?1, ?2, ?3, ?4)",
+    [S_UPD_EV_LIST] = "SELECT body FROM job_update_events WHERE update_row = ?1 ORDER BY ts, seq",
+    [S_UPD_EV_LIST_SEQ] = "SELECT body FROM job_update_events WHERE update_row = ?1 ORDER BY seq",
+    [S_UPD_EV_DELETE] = "DELETE FROM job_update_events WHERE update_row = ?1",
+    [S_UPD_IEV_NEXT] = "SELECT coalesce(max(seq) + 1, 0) FROM job_instance_events"
+                       " WHERE update_row = ?1",
+    [S_UPD_IEV_INSERT] = "INSERT INTO job_instance_events(update_row, seq, ts, body)"
+                         " VALUES(?1, ?2, ?3, ?4)",
+    [S_UPD_IEV_LIST] = "SELECT body FROM job_instance_events WHERE update_row = ?1"
+                       " ORDER BY ts, seq",
+    [S_UPD_IEV_LIST_SEQ] = "SELECT body FROM job_instance_events WHERE update_row = ?1"
+                           " ORDER BY seq",
+    [S_UPD_IEV_DELETE] = "DELETE FROM job_instance_events WHERE update_row = ?1",
+    [S_HOST_LIST] = "SELECT body FROM host_attributes ORDER BY host",
+    [S_CRON_LIST] = "SELECT cj.body, cfg.body FROM cron_jobs cj JOIN jobs j ON j.id = cj.job_id"
+                    " JOIN task_configs cfg ON cfg.id = cj.config_id"
+                    " ORDER BY j.role, j.environment, j.name",
+    [S_CRON_GET] = "SELECT cj.body, cfg.body FROM cron_jobs cj"
+                   " JOIN task_configs cfg ON cfg.id = cj.config_id WHERE cj.job_id = ?1",
+    [S_QUOTA_LIST] = "SELECT role, body FROM quotas ORDER BY role",
+    [S_MAINT_LIST] = "SELECT body FROM maintenance ORDER BY host",
+    [S_UPD_LIST_ALL] = "SELECT u.id, u.body, u.status, u.created_ms, u.last_modified_ms"
+                       " FROM job_updates u JOIN jobs j ON j.id = u.job_id"
+                       " ORDER BY j.role, j.environment, j.name, u.update_id",
+    [S_UPD_GET] = "SELECT id, body, status, created_ms, last_modified_ms FROM job_updates"
+                  " WHERE id = ?1",
+    [S_UPD_SUMMARIES] = "SELECT u.id, u.body, u.status, u.created_ms, u.last_modified_ms"
+                        " FROM job_updates u JOIN jobs j ON j.id = u.job_id"
+                        " WHERE ?1 IS NULL OR u.job_id = ?1"
+                        " ORDER BY coalesce(u.last_modified_ms, 0) DESC, j.role, j.environment,"
+                        " j.name, u.update_id",
+    [S_JOB_SUMMARIES] = "SELECT j.id, j.role, j.environment, j.name, cj.body FROM jobs j"
+                        " LEFT JOIN cron_jobs cj ON cj.job_id = j.id"
+                        " WHERE (?1 IS NULL OR j.role = ?1) AND (cj.job_id IS NOT NULL"
+                        " OR EXISTS (SELECT 1 FROM job_counts c WHERE c.job_id = j.id))"
+                        " ORDER BY j.role, j.environment, j.name",
+    [S_JOB_COUNTS] = "SELECT status, n FROM job_counts WHERE job_id = ?1",
+    [S_ROLES] = "SELECT j.role,"
+                " sum(EXISTS (SELECT 1 FROM job_counts c WHERE c.job_id = j.id)),"
+                " sum(EXISTS (SELECT 1 FROM cron_jobs cj WHERE cj.job_id = j.id))"
+                " FROM jobs j GROUP BY j.role ORDER BY j.role",
+    [S_ROLE_COUNTS] = "SELECT c.status, sum(c.n) FROM job_counts c JOIN jobs j ON j.id = c.job_id"
+                      " WHERE j.role = ?1 GROUP BY c.status",
+    [S_CONFIG_GROUPS] = "SELECT config_id, instance_id FROM tasks WHERE job_id = ?1"
+                        " AND status IN " ACTIVE_STATUS_SQL " ORDER BY config_id, instance_id",
+};
+
+/* A connection with its statements, prepared on first use and kept. */
+struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmts[S_COUNT];
+};
+
+/* The last configs interned, keyed by their raw encoding. Entries are valid
+ * only for `memo_conn` and are dropped whenever a config row is deleted or a
+ * transaction rolls back. */
+#define MEMO_SIZE 8
+
+struct memo_entry {
+    bool used;
+    uint64_t hash;
+    struct bo_buf raw;
+    int64_t config_id;
+    int64_t job_id;
+};
+
+struct bo_store {
+    char *path;
+    struct conn main;
+    uint64_t applied_index;
+    unsigned n_views;
+    struct memo_entry memo[MEMO_SIZE];
+    unsigned memo_next;
+    const struct conn *memo_conn;
+    /* Scratch buffers reused across calls (owning thread only). */
+    struct bo_buf raw, canon, part;
+};
+
+struct bo_store_view {
+    struct bo_store *st;
+    struct conn c;
+    uint64_t index;
+};
+
+/* ------------------------------------------------------------ helpers ---- */
+
+static bool str_empty(const char *s)
+{
+    return s == NULL || s[0] == '\0';
+}
+
+static const char *str_or_empty(const char *s)
+{
+    return s == NULL ? "" : s;
+}
+
+static int sql_code(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return BO_OK;
+    case SQLITE_FULL:
+        return BO_ENOSPC;
+    case SQLITE_NOMEM:
+        return BO_ENOMEM;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return BO_ECORRUPT;
+    case SQLITE_CONSTRAINT:
+        return BO_EINVAL;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return BO_EBUSY;
+    default:
+        return BO_EIO;
+    }
+}
+
+static int sql_fail(sqlite3 *db, int rc, struct bo_err *err, const char *what)
+{
+    return bo_errf(err, sql_code(rc), "%s: %s", what,
+                   db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+static int conn_stmt(struct conn *c, enum stmt_id id, sqlite3_stmt **out, struct bo_err *err)
+{
+    if (c->stmts[id] == NULL) {
+        int rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &c->stmts[id], NULL);
+        if (rc != SQLITE_OK) {
+            return sql_fail(c->db, rc, err, "prepare");
+        }
+    }
+    *out = c->stmts[id];
+    return BO_OK;
+}
+
+static void conn_close(struct conn *c, bool checkpoint)
+{
+    for (size_t i = 0; i < S_COUNT; i++) {
+        sqlite3_finalize(c->stmts[i]);
+        c->stmts[i] = NULL;
+    }
+    if (c->db != NULL) {
+        if (!checkpoint) {
+            sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        }
+        sqlite3_close(c->db);
+        c->db = NULL;
+    }
+}
+
+static int conn_exec(struct conn *c, const char *sql, struct bo_err *err, const char *what)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        int code =
+            bo_errf(err, sql_code(rc), "%s: %s", what, msg != NULL ? msg : sqlite3_errmsg(c->db));
+        sqlite3_free(msg);
+        return code;
+    }
+    return BO_OK;
+}
+
+static void bind_str(sqlite3_stmt *s, int i, const char *v)
+{
+    sqlite3_bind_text(s, i, str_or_empty(v), -1, SQLITE_STATIC);
+}
+
+static void bind_blob(sqlite3_stmt *s, int i, const void *p, size_t len)
+{
+    /* A NULL pointer would bind SQL NULL; an empty blob is not NULL. */
+    sqlite3_bind_blob64(s, i, len == 0 ? (const void *)"" : p, len, SQLITE_STATIC);
+}
+
+/* Step a statement that returns no row (or whose rows are ignored). */
+static int step_done(struct conn *c, sqlite3_stmt *s, struct bo_err *err, const char *what)
+{
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    }
+    int code = rc == SQLITE_DONE ? BO_OK : sql_fail(c->db, rc, err, what);
+    sqlite3_reset(s);
+    return code;
+}
+
+/* Step once: BO_OK with a row (the caller resets), BO_ENOTFOUND without one
+ * (reset done), an error otherwise (reset done). */
+static int step_row(struct conn *c, sqlite3_stmt *s, struct bo_err *err, const char *what)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        return BO_OK;
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE) {
+        return BO_ENOTFOUND;
+    }
+    return sql_fail(c->db, rc, err, what);
+}
+
+static const uint8_t *col_blob(sqlite3_stmt *s, int i, size_t *len)
+{
+    const uint8_t *p = sqlite3_column_blob(s, i);
+    *len = (size_t)sqlite3_column_bytes(s, i);
+    return p != NULL ? p : (const uint8_t *)"";
+}
+
+/* Replace `out`'s content with the encoding of `m`. */
+static int pack_into(const ProtobufCMessage *m, struct bo_buf *out)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    out->len = 0;
+    if (bo_buf_reserve(out, n) != BO_OK) {
+        return BO_ENOMEM;
+    }
+    out->len = protobuf_c_message_pack(m, out->data);
+    return BO_OK;
+}
+
+/* A deep, independently owned copy of `m` (freed with
+ * protobuf_c_message_free_unpacked): used to hand out messages assembled from
+ * borrowed pieces. */
+static void *repack(const ProtobufCMessage *m, struct bo_buf *tmp)
+{
+    if (pack_into(m, tmp) != BO_OK) {
+        return NULL;
+    }
+    return protobuf_c_message_unpack(m->descriptor, NULL, tmp->len,
+                                     tmp->len == 0 ? (const uint8_t *)"" : tmp->data);
+}
+
+static void *unpack_blob(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len)
+{
+    return protobuf_c_message_unpack(d, NULL, len, p);
+}
+
+static bool status_known(int v)
+{
+    return v >= 0 && v < 19 &&
+           protobuf_c_enum_descriptor_get_value(&bo__schedule_status__descriptor, v) != NULL;
+}
+
+/* ------------------------------------------------------------- meta ---- */
+
+static int meta_put_int(struct conn *c, const char *key, int64_t v, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_META_PUT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, key);
+    sqlite3_bind_int64(s, 2, v);
+    return step_done(c, s, err, "save meta");
+}
+
+static int meta_put_blob(struct conn *c, const char *key, const struct bo_buf *b,
+                         struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_META_PUT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, key);
+    bind_blob(s, 2, b->data, b->len);
+    return step_done(c, s, err, "save meta");
+}
+
+/* BO_ENOTFOUND when absent. */
+static int meta_get_int(struct conn *c, const char *key, int64_t *v, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_META_GET, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, key);
+    rc = step_row(c, s, err, "read meta");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    *v = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return BO_OK;
+}
+
+/* ------------------------------------------------------------- jobs ---- */
+
+static int job_find(struct conn *c, const Bo__JobKey *k, int64_t *id, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_JOB_FIND, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, k->role);
+    bind_str(s, 2, k->environment);
+    bind_str(s, 3, k->name);
+    rc = step_row(c, s, err, "find job");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    *id = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return BO_OK;
+}
+
+static int job_intern(struct conn *c, const Bo__JobKey *k, int64_t *id, struct bo_err *err)
+{
+    int rc = job_find(c, k, id, err);
+    if (rc != BO_ENOTFOUND) {
+        return rc;
+    }
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_JOB_INSERT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, k->role);
+    bind_str(s, 2, k->environment);
+    bind_str(s, 3, k->name);
+    rc = step_done(c, s, err, "insert job");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    *id = sqlite3_last_insert_rowid(c->db);
+    return BO_OK;
+}
+
+/* Delete the job row if nothing refers to it any more. */
+static int job_gc(struct conn *c, int64_t id, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_JOB_GC, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, id);
+    return step_done(c, s, err, "collect job");
+}
+
+/* ---------------------------------------------------------- configs ---- */
+
+static void memo_reset(struct bo_store *st)
+{
+    for (size_t i = 0; i < MEMO_SIZE; i++) {
+        st->memo[i].used = false;
+    }
+    st->memo_conn = NULL;
+}
+
+static struct memo_entry *memo_find(struct bo_store *st, const struct conn *c, uint64_t h,
+                                    const struct bo_buf *raw)
+{
+    if (st->memo_conn != c) {
+        return NULL;
+    }
+    for (size_t i = 0; i < MEMO_SIZE; i++) {
+        struct memo_entry *e = &st->memo[i];
+        if (e->used && e->hash == h && e->raw.len == raw->len &&
+            memcmp(e->raw.data, raw->data, raw->len) == 0) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static void memo_add(struct bo_store *st, const struct conn *c, uint64_t h,
+                     const struct bo_buf *raw, int64_t config_id, int64_t job_id)
+{
+    if (st->memo_conn != c) {
+        memo_reset(st);
+        st->memo_conn = c;
+    }
+    struct memo_entry *e = &st->memo[st->memo_next];
+    st->memo_next = (st->memo_next + 1) % MEMO_SIZE;
+    e->used = false;
+    e->raw.len = 0;
+    if (bo_buf_append(&e->raw, raw->data, raw->len) != BO_OK) {
+        return; /* a memo miss costs time, not correctness */
+    }
+    e->used = true;
+    e->hash = h;
+    e->config_id = config_id;
+    e->job_id = job_id;
+}
+
+/* Look up a canonical encoding; BO_ENOTFOUND if no row holds these bytes. */
+static int config_find(struct conn *c, struct bo_hash128 h, const uint8_t *body, size_t len,
+                       int64_t *id, int64_t *job_id, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_CFG_FIND, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, (int64_t)h.lo);
+    sqlite3_bind_int64(s, 2, (int64_t)h.hi);
+    int step;
+    rc = BO_ENOTFOUND;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        size_t blen;
+        const uint8_t *b = col_blob(s, 2, &blen);
+        if (blen == len && memcmp(b, body, len) == 0) {
+            *id = sqlite3_column_int64(s, 0);
+            *job_id = sqlite3_column_int64(s, 1);
+            rc = BO_OK;
+            break;
+        }
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = sql_fail(c->db, step, err, "find config");
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* Find or insert the row for a canonical encoding (refs untouched). */
+static int config_store_canonical(struct conn *c, const Bo__JobKey *job, const uint8_t *body,
+                                  size_t len, int64_t *id, int64_t *job_id, struct bo_err *err)
+{
+    struct bo_hash128 h = bo_hash128(body, len);
+    int rc = config_find(c, h, body, len, id, job_id, err);
+    if (rc != BO_ENOTFOUND) {
+        return rc;
+    }
+    rc = job_intern(c, job, job_id, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_CFG_INSERT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, (int64_t)h.lo);
+    sqlite3_bind_int64(s, 2, (int64_t)h.hi);
+    sqlite3_bind_int64(s, 3, *job_id);
+    bind_blob(s, 4, body, len);
+    rc = step_done(c, s, err, "insert config");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    *id = sqlite3_last_insert_rowid(c->db);
+    return BO_OK;
+}
+
+/* The row id of `cfg`'s canonical form (inserting it if new) and of its job.
+ * `cfg` is not modified: canonicalization works on a private copy. */
+static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConfig *cfg,
+                         int64_t *id, int64_t *job_id, struct bo_err *err)
+{
+    if (pack_into(&cfg->base, &st->raw) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "encode config: out of memory");
+    }
+    uint64_t h = bo_hash64(st->raw.data, st->raw.len);
+    struct memo_entry *e = memo_find(st, c, h, &st->raw);
+    if (e != NULL) {
+        *id = e->config_id;
+        *job_id = e->job_id;
+        return BO_OK;
+    }
+    Bo__TaskConfig *copy = bo__task_config__unpack(NULL, st->raw.len, st->raw.data);
+    if (copy == NULL) {
+        return bo_errf(err, BO_ENOMEM, "copy config: out of memory");
+    }
+    st->canon.len = 0;
+    int rc = bo_canon_encode_config(copy, &st->canon);
+    if (rc != BO_OK) {
+        rc = bo_errf(err, rc, "canonicalize config: %s", bo_strerror(rc));
+        goto out;
+    }
+    rc = config_store_canonical(c, copy->job, st->canon.data, st->canon.len, id, job_id, err);
+    if (rc == BO_OK) {
+        memo_add(st, c, h, &st->raw, *id, *job_id);
+    }
+out:
+    bo__task_config__free_unpacked(copy, NULL);
+    return rc;
+}
+
+static int config_ref(struct conn *c, int64_t id, int64_t refs, int64_t task_refs,
+                      struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_CFG_REF, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, refs);
+    sqlite3_bind_int64(s, 3, task_refs);
+    return step_done(c, s, err, "reference config");
+}
+
+/* Drop one reference; the config (and then perhaps its job) goes with the last. */
+static int config_unref(struct bo_store *st, struct conn *c, int64_t id, bool by_task,
+                        struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_CFG_UNREF, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, by_task ? 1 : 0);
+    rc = step_row(c, s, err, "release config");
+    if (rc == BO_ENOTFOUND) {
+        return bo_errf(err, BO_EINTERNAL, "release config %lld: no such row", (long long)id);
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    int64_t refs = sqlite3_column_int64(s, 0);
+    int64_t job_id = sqlite3_column_int64(s, 1);
+    rc = step_done(c, s, err, "release config");
+    if (rc != BO_OK || refs > 0) {
+        return rc;
+    }
+    rc = conn_stmt(c, S_CFG_DELETE, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, id);
+    rc = step_done(c, s, err, "delete config");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    memo_reset(st);
+    return job_gc(c, job_id, err);
+}
+
+/* Config bodies unpacked once per query, looked up by row id. */
+struct cfg_cache {
+    int64_t *ids;
+    Bo__TaskConfig **cfgs;
+    size_t n, cap;
+};
+
+static void cfg_cache_release(struct cfg_cache *cc)
+{
+    for (size_t i = 0; i < cc->n; i++) {
+        bo__task_config__free_unpacked(cc->cfgs[i], NULL);
+    }
+    bo_free(cc->ids);
+    bo_free(cc->cfgs);
+    *cc = (struct cfg_cache){0};
+}
+
+static int cfg_cache_get(struct conn *c, struct cfg_cache *cc, int64_t id, Bo__TaskConfig **out,
+                         struct bo_err *err)
+{
+    size_t lo = 0, hi = cc->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cc->ids[mid] < id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo < cc->n && cc->ids[lo] == id) {
+        *out = cc->cfgs[lo];
+        return BO_OK;
+    }
+    if (cc->n == cc->cap) {
+        size_t cap = cc->cap == 0 ? 8 : cc->cap * 2;
+        int64_t *ids = bo_reallocarray(cc->ids, cap, sizeof(*ids));
+        if (ids == NULL) {
+            return bo_errf(err, BO_ENOMEM, "config cache: out of memory");
+        }
+        cc->ids = ids;
+        Bo__TaskConfig **cfgs = bo_reallocarray(cc->cfgs, cap, sizeof(*cfgs));
+        if (cfgs == NULL) {
+            return bo_errf(err, BO_ENOMEM, "config cache: out of memory");
+        }
+        cc->cfgs = cfgs;
+        cc->cap = cap;
+    }
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_CFG_BODY, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, id);
+    rc = step_row(c, s, err, "read config");
+    if (rc == BO_ENOTFOUND) {
+        return bo_errf(err, BO_ECORRUPT, "config %lld is missing", (long long)id);
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    size_t len;
+    const uint8_t *p = col_blob(s, 0, &len);
+    Bo__TaskConfig *cfg = bo__task_config__unpack(NULL, len, p);
+    sqlite3_reset(s);
+    if (cfg == NULL) {
+        return bo_errf(err, BO_ECORRUPT, "config %lld: cannot decode", (long long)id);
+    }
+    memmove(&cc->ids[lo + 1], &cc->ids[lo], (cc->n - lo) * sizeof(*cc->ids));
+    memmove(&cc->cfgs[lo + 1], &cc->cfgs[lo], (cc->n - lo) * sizeof(*cc->cfgs));
+    cc->ids[lo] = id;
+    cc->cfgs[lo] = cfg;
+    cc->n++;
+    *out = cfg;
+    return BO_OK;
+}
+
+/* --------------------------------------------------------- validation ---- */
+
+static const char *op_name(int op_case)
+{
+    static const char *const names[] = {
+        [BO__OP__OP__NOT_SET] = "empty",
+        [BO__OP__OP_SAVE_TASKS] = "save_tasks",
+        [BO__OP__OP_REMOVE_TASKS] = "remove_tasks",
+        [BO__OP__OP_SAVE_CRON_JOB] = "save_cron_job",
+        [BO__OP__OP_REMOVE_CRON_JOB] = "remove_cron_job",
+        [BO__OP__OP_SAVE_QUOTA] = "save_quota",
+        [BO__OP__OP_REMOVE_QUOTA] = "remove_quota",
+        [BO__OP__OP_SAVE_HOST_ATTRIBUTES] = "save_host_attributes",
+        [BO__OP__OP_SAVE_JOB_UPDATE] = "save_job_update",
+        [BO__OP__OP_SAVE_JOB_UPDATE_EVENT] = "save_job_update_event",
+        [BO__OP__OP_SAVE_JOB_INSTANCE_UPDATE_EVENT] = "save_job_instance_update_event",
+        [BO__OP__OP_REMOVE_JOB_UPDATES] = "remove_job_updates",
+        [BO__OP__OP_SAVE_HOST_MAINTENANCE_REQUEST] = "save_host_maintenance_request",
+        [BO__OP__OP_REMOVE_HOST_MAINTENANCE_REQUEST] = "remove_host_maintenance_request",
+        [BO__OP__OP_SAVE_SCHEDULER_METADATA] = "save_scheduler_metadata",
+    };
+    if (op_case < 0 || (size_t)op_case >= sizeof(names) / sizeof(names[0])) {
+        return "unknown";
+    }
+    return names[op_case];
+}
+
+/* Validators fill `why` and return false when something is wrong. */
+#define WHY(...) (snprintf(why, n, __VA_ARGS__), false)
+
+static bool check_job_key(const Bo__JobKey *k, const char *field, char *why, size_t n)
+{
+    if (k == NULL) {
+        return WHY("missing %s", field);
+    }
+    if (str_empty(k->role)) {
+        return WHY("%s: empty role", field);
+    }
+    if (str_empty(k->environment)) {
+        return WHY("%s: empty environment", field);
+    }
+    if (str_empty(k->name)) {
+        return WHY("%s: empty name", field);
+    }
+    return true;
+}
+
+static bool check_task(const Bo__ScheduledTask *t, char *why, size_t n)
+{
+    if (t == NULL) {
+        return WHY("missing");
+    }
+    const Bo__AssignedTask *a = t->assigned_task;
+    if (a == NULL) {
+        return WHY("missing assigned_task");
+    }
+    if (str_empty(a->task_id)) {
+        return WHY("empty assigned_task.task_id");
+    }
+    if (a->task == NULL) {
+        return WHY("missing assigned_task.task");
+    }
+    if (!check_job_key(a->task->job, "assigned_task.task.job", why, n)) {
+        return false;
+    }
+    if (a->instance_id < 0) {
+        return WHY("negative assigned_task.instance_id %d", a->instance_id);
+    }
+    if (!status_known((int)t->status)) {
+        return WHY("unknown status %d", (int)t->status);
+    }
+    return true;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool check_save_tasks(const Bo__SaveTasks *op, char *why, size_t n)
+{
+    for (size_t i = 0; i < op->n_tasks; i++) {
+        char inner[256];
+        if (!check_task(op->tasks[i], inner, sizeof(inner))) {
+            return WHY("task %zu: %s", i, inner);
+        }
+    }
+    if (op->n_tasks < 2) {
+        return true;
+    }
+    const char **ids = bo_calloc(op->n_tasks, sizeof(*ids));
+    if (ids == NULL) {
+        return WHY("out of memory");
+    }
+    for (size_t i = 0; i < op->n_tasks; i++) {
+        ids[i] = op->tasks[i]->assigned_task->task_id;
+    }
+    qsort(ids, op->n_tasks, sizeof(*ids), cmp_str_ptr);
+    bool ok = true;
+    for (size_t i = 1; i < op->n_tasks && ok; i++) {
+        if (strcmp(ids[i - 1], ids[i]) == 0) {
+            ok = WHY("task id '%s' appears twice", ids[i]);
+        }
+    }
+    bo_free(ids);
+    return ok;
+}
+
+static bool check_cron_job(const Bo__JobConfiguration *jc, char *why, size_t n)
+{
+    if (jc == NULL) {
+        return WHY("missing job_config");
+    }
+    if (!check_job_key(jc->key, "job_config.key", why, n)) {
+        return false;
+    }
+    if (jc->task_config == NULL) {
+        return WHY("missing job_config.task_config");
+    }
+    return check_job_key(jc->task_config->job, "job_config.task_config.job", why, n);
+}
+
+static bool check_update_key(const Bo__JobUpdateKey *k, const char *field, char *why, size_t n)
+{
+    if (k == NULL) {
+        return WHY("missing %s", field);
+    }
+    char jf[64];
+    snprintf(jf, sizeof(jf), "%s.job", field);
+    if (!check_job_key(k->job, jf, why, n)) {
+        return false;
+    }
+    if (str_empty(k->id)) {
+        return WHY("empty %s.id", field);
+    }
+    return true;
+}
+
+static bool check_instance_config(const Bo__InstanceTaskConfig *c, const char *field, char *why,
+                                  size_t n)
+{
+    if (c->task == NULL) {
+        return WHY("%s: missing task", field);
+    }
+    char jf[96];
+    snprintf(jf, sizeof(jf), "%s.task.job", field);
+    if (!check_job_key(c->task->job, jf, why, n)) {
+        return false;
+    }
+    if (c->n_instances == 0) {
+        return WHY("%s: no instances", field);
+    }
+    for (size_t i = 0; i < c->n_instances; i++) {
+        const Bo__Range *r = c->instances[i];
+        if (r == NULL || r->first < 0 || r->first > r->last) {
+            return WHY("%s: instance range %zu is empty", field, i);
+        }
+    }
+    return true;
+}
+
+/* Aurora's saveJobUpdate checks: desired and/or initial state, no missing
+ * config, no empty range. */
+static bool check_job_update(const Bo__JobUpdate *u, char *why, size_t n)
+{
+    if (u == NULL) {
+        return WHY("missing job_update");
+    }
+    if (u->summary == NULL) {
+        return WHY("missing summary");
+    }
+    if (!check_update_key(u->summary->key, "summary.key", why, n)) {
+        return false;
+    }
+    const Bo__JobUpdateInstructions *in = u->instructions;
+    if (in == NULL) {
+        return WHY("missing instructions");
+    }
+    if (in->desired_state == NULL && in->n_initial_state == 0) {
+        return WHY("instructions: no desired or initial state");
+    }
+    if (in->desired_state != NULL &&
+        !check_instance_config(in->desired_state, "instructions.desired_state", why, n)) {
+        return false;
+    }
+    for (size_t i = 0; i < in->n_initial_state; i++) {
+        char field[64];
+        snprintf(field, sizeof(field), "instructions.initial_state[%zu]", i);
+        if (in->initial_state[i] == NULL) {
+            return WHY("missing %s", field);
+        }
+        if (!check_instance_config(in->initial_state[i], field, why, n)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool check_host_attributes(const Bo__HostAttributes *h, char *why, size_t n)
+{
+    if (h == NULL) {
+        return WHY("missing host_attributes");
+    }
+    if (str_empty(h->host)) {
+        return WHY("empty host");
+    }
+    if (protobuf_c_enum_descriptor_get_value(&bo__maintenance_mode__descriptor, (int)h->mode) ==
+        NULL) {
+        return WHY("unknown mode %d", (int)h->mode);
+    }
+    for (size_t i = 0; i < h->n_attributes; i++) {
+        const Bo__Attribute *a = h->attributes[i];
+        if (a == NULL || str_empty(a->name)) {
+            return WHY("attribute %zu: empty name", i);
+        }
+        if (a->n_values == 0) {
+            return WHY("attribute '%s': no values", a->name);
+        }
+    }
+    return true;
+}
+
+static bool check_op(const Bo__Op *op, char *why, size_t n)
+{
+    if (op == NULL) {
+        return WHY("missing");
+    }
+    switch (op->op_case) {
+    case BO__OP__OP_SAVE_TASKS:
+        return check_save_tasks(op->save_tasks, why, n);
+    case BO__OP__OP_REMOVE_TASKS:
+        return true; /* missing ids are ignored */
+    case BO__OP__OP_SAVE_CRON_JOB:
+        return check_cron_job(op->save_cron_job->job_config, why, n);
+    case BO__OP__OP_REMOVE_CRON_JOB:
+        return check_job_key(op->remove_cron_job->job_key, "job_key", why, n);
+    case BO__OP__OP_SAVE_QUOTA:
+        return str_empty(op->save_quota->role) ? WHY("empty role") : true;
+    case BO__OP__OP_REMOVE_QUOTA:
+        return str_empty(op->remove_quota->role) ? WHY("empty role") : true;
+    case BO__OP__OP_SAVE_HOST_ATTRIBUTES:
+        return check_host_attributes(op->save_host_attributes->host_attributes, why, n);
+    case BO__OP__OP_SAVE_JOB_UPDATE:
+        return check_job_update(op->save_job_update->job_update, why, n);
+    case BO__OP__OP_SAVE_JOB_UPDATE_EVENT: {
+        const Bo__SaveJobUpdateEvent *e = op->save_job_update_event;
+        if (!check_update_key(e->key, "key", why, n)) {
+            return false;
+        }
+        return e->event == NULL ? WHY("missing event") : true;
+    }
+    case BO__OP__OP_SAVE_JOB_INSTANCE_UPDATE_EVENT: {
+        const Bo__SaveJobInstanceUpdateEvent *e = op->save_job_instance_update_event;
+        if (!check_update_key(e->key, "key", why, n)) {
+            return false;
+        }
+        return e->event == NULL ? WHY("missing event") : true;
+    }
+    case BO__OP__OP_REMOVE_JOB_UPDATES:
+        for (size_t i = 0; i < op->remove_job_updates->n_keys; i++) {
+            char field[32];
+            snprintf(field, sizeof(field), "keys[%zu]", i);
+            if (!check_update_key(op->remove_job_updates->keys[i], field, why, n)) {
+                return false;
+            }
+        }
+        return true;
+    case BO__OP__OP_SAVE_HOST_MAINTENANCE_REQUEST: {
+        const Bo__HostMaintenanceRequest *r = op->save_host_maintenance_request->request;
+        if (r == NULL) {
+            return WHY("missing request");
+        }
+        return str_empty(r->host) ? WHY("empty request.host") : true;
+    }
+    case BO__OP__OP_REMOVE_HOST_MAINTENANCE_REQUEST:
+        return str_empty(op->remove_host_maintenance_request->host) ? WHY("empty host") : true;
+    case BO__OP__OP_SAVE_SCHEDULER_METADATA:
+        return op->save_scheduler_metadata->metadata == NULL ? WHY("missing metadata") : true;
+    default:
+        return WHY("no op set");
+    }
+}
+
+/* The shape of a transaction: what needs no look at the state. */
+static int check_txn(const Bo__Transaction *txn, struct bo_err *err)
+{
+    if (txn == NULL) {
+        return bo_errf(err, BO_EINVAL, "missing transaction");
+    }
+    if (txn->schema_version > BO_SCHEMA_VERSION || txn->schema_version < 0) {
+        return bo_errf(err, BO_EVERSION, "transaction schema version %d (this store knows %d)",
+                       txn->schema_version, BO_SCHEMA_VERSION);
+    }
+    for (size_t i = 0; i < txn->n_ops; i++) {
+        char why[384];
+        if (!check_op(txn->ops[i], why, sizeof(why))) {
+            return bo_errf(err, BO_EINVAL, "op %zu (%s): %s", i,
+                           txn->ops[i] != NULL ? op_name(txn->ops[i]->op_case) : "empty", why);
+        }
+    }
+    return BO_OK;
+}
+
+#undef WHY
+
+/* ------------------------------------------------------------- tasks ---- */
+
+static int counts_add(struct conn *c, int64_t job_id, int status, int64_t delta, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_COUNT_ADD, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, job_id);
+    sqlite3_bind_int(s, 2, status);
+    sqlite3_bind_int64(s, 3, delta);
+    rc = step_done(c, s, err, "count tasks");
+    if (rc != BO_OK || delta > 0) {
+        return rc;
+    }
+    rc = conn_stmt(c, S_COUNT_PRUNE, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, job_id);
+    sqlite3_bind_int(s, 2, status);
+    return step_done(c, s, err, "count tasks");
+}
+
+/* The task's encoding without its config: what the tasks table and a
+ * deduplicated snapshot hold. */
+static int encode_partial_task(const Bo__ScheduledTask *t, struct bo_buf *out)
+{
+    Bo__ScheduledTask copy = *t;
+    Bo__AssignedTask assigned = *t->assigned_task;
+    assigned.task = NULL;
+    copy.assigned_task = &assigned;
+    return pack_into(&copy.base, out);
+}
+
+struct task_row {
+    int64_t id;
+    int64_t config_id;
+    int64_t job_id;
+    int status;
+};
+
+static int task_find(struct conn *c, const char *task_id, struct task_row *row, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_TASK_FIND, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, task_id);
+    rc = step_row(c, s, err, "find task");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    row->id = sqlite3_column_int64(s, 0);
+    row->config_id = sqlite3_column_int64(s, 1);
+    row->job_id = sqlite3_column_int64(s, 2);
+    row->status = sqlite3_column_int(s, 3);
+    sqlite3_reset(s);
+    return BO_OK;
+}
+
+/* Insert or replace by task id. The new config is referenced before the old
+ * one is released so a task keeping its config never deletes it. */
+static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
+                     struct bo_err *err)
+{
+    const Bo__AssignedTask *a = t->assigned_task;
+    int64_t config_id, job_id;
+    int rc = config_intern(st, c, a->task, &config_id, &job_id, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = config_ref(c, config_id, 1, 1, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    if (encode_partial_task(t, &st->part) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "encode task: out of memory");
+    }
+    struct task_row old;
+    rc = task_find(c, a->task_id, &old, err);
+    if (rc != BO_OK && rc != BO_ENOTFOUND) {
+        return rc;
+    }
+    bool replace = rc == BO_OK;
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, replace ? S_TASK_UPDATE : S_TASK_INSERT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    if (replace) {
+        sqlite3_bind_int64(s, 1, old.id);
+    } else {
+        bind_str(s, 1, a->task_id);
+    }
+    sqlite3_bind_int64(s, 2, job_id);
+    sqlite3_bind_int(s, 3, a->instance_id);
+    sqlite3_bind_int(s, 4, (int)t->status);
+    bind_str(s, 5, a->slave_host);
+    sqlite3_bind_int64(s, 6, config_id);
+    bind_blob(s, 7, st->part.data, st->part.len);
+    rc = step_done(c, s, err, replace ? "update task" : "insert task");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = counts_add(c, job_id, (int)t->status, 1, err);
+    if (rc != BO_OK || !replace) {
+        return rc;
+    }
+    rc = counts_add(c, old.job_id, old.status, -1, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    return config_unref(st, c, old.config_id, true, err);
+}
+
+static int remove_task(struct bo_store *st, struct conn *c, const char *task_id, struct bo_err *err)
+{
+    struct task_row old;
+    int rc = task_find(c, task_id, &old, err);
+    if (rc == BO_ENOTFOUND) {
+        return BO_OK;
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_TASK_DELETE, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, old.id);
+    rc = step_done(c, s, err, "delete task");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = counts_add(c, old.job_id, old.status, -1, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    return config_unref(st, c, old.config_id, true, err);
+}
+
+/* --------------------------------------------------- the other entities ---- */
+
+static int save_cron_job(struct bo_store *st, struct conn *c, const Bo__JobConfiguration *jc,
+                         struct bo_err *err)
+{
+    int64_t job_id, config_id, config_job_id;
+    int rc = job_intern(c, jc->key, &job_id, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = config_intern(st, c, jc->task_config, &config_id, &config_job_id, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = config_ref(c, config_id, 1, 0, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    Bo__JobConfiguration body = *jc;
+    body.task_config = NULL;
+    if (pack_into(&body.base, &st->part) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "encode cron job: out of memory");
+    }
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_CRON_FIND, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, job_id);
+    rc = step_row(c, s, err, "find cron job");
+    if (rc != BO_OK && rc != BO_ENOTFOUND) {
+        return rc;
+    }
+    bool replace = rc == BO_OK;
+    int64_t old_config = replace ? sqlite3_column_int64(s, 0) : 0;
+    if (replace) {
+        sqlite3_reset(s);
+    }
+    rc = conn_stmt(c, S_CRON_PUT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, job_id);
+    sqlite3_bind_int64(s, 2, config_id);
+    bind_blob(s, 3, st->part.data, st->part.len);
+    rc = step_done(c, s, err, "save cron job");
+    if (rc != BO_OK || !replace) {
+        return rc;
+    }
+    return config_unref(st, c, old_config, false, err);
+}
+
+static int remove_cron_job(struct bo_store *st, struct conn *c, const Bo__JobKey *key,
+                           struct bo_err *err)
+{
+    int64_t job_id;
+    int rc = job_find(c, key, &job_id, err);
+    if (rc == BO_ENOTFOUND) {
+        return BO_OK;
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_CRON_FIND, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, job_id);
+    rc = step_row(c, s, err, "find cron job");
+    if (rc == BO_ENOTFOUND) {
+        return BO_OK;
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    int64_t config_id = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    rc = conn_stmt(c, S_CRON_DELETE, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, job_id);
+    rc = step_done(c, s, err, "delete cron job");
+    if (rc == BO_OK) {
+        rc = config_unref(st, c, config_id, false, err);
+    }
+    if (rc == BO_OK) {
+        rc = job_gc(c, job_id, err);
+    }
+    return rc;
+}
+
+static int save_quota(struct bo_store *st, struct conn *c, const char *role,
+                      const Bo__ResourceAggregate *quota, struct bo_err *err)
+{
+    Bo__ResourceAggregate empty = BO__RESOURCE_AGGREGATE__INIT;
+    if (pack_into(quota != NULL ? &quota->base : &empty.base, &st->part) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "encode quota: out of memory");
+    }
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_QUOTA_PUT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, role);
+    bind_blob(s, 2, st->part.data, st->part.len);
+    return step_done(c, s, err, "save quota");
+}
+
+/* Delete by a text key with one of the *_DELETE statements. */
+static int delete_by_key(struct conn *c, enum stmt_id id, const char *key, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, id, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, key);
+    return step_done(c, s, err, "delete");
+}
+
+static int save_host(struct bo_store *st, struct conn *c, const Bo__HostAttributes *h,
+                     struct bo_err *err)
+{
+    if (pack_into(&h->base, &st->part) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "encode host attributes: out of memory");
+    }
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_HOST_PUT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, h->host);
+    sqlite3_bind_int(s, 2, (int)h->mode);
+    bind_str(s, 3, h->slave_id);
+    bind_blob(s, 4, st->part.data, st->part.len);
+    return step_done(c, s, err, "save host attributes");
+}
+
+static int save_maintenance(struct bo_store *st, struct conn *c,
+                            const Bo__HostMaintenanceRequest *r, struct bo_err *err)
+{
+    if (pack_into(&r->base, &st->part) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "encode maintenance request: out of memory");
+    }
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_MAINT_PUT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, r->host);
+    bind_blob(s, 2, st->part.data, st->part.len);
+    return step_done(c, s, err, "save maintenance request");
+}
+
+static int save_metadata(struct bo_store *st, struct conn *c, const Bo__SchedulerMetadata *m,
+                         struct bo_err *err)
+{
+    if (pack_into(&m->base, &st->part) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "encode scheduler metadata: out of memory");
+    }
+    return meta_put_blob(c, META_SCHED_METADATA, &st->part, err);
+}
+
+/* ------------------------------------------------------- job updates ---- */
+
+/* BO_ENOTFOUND if the job or the update does not exist. */
+static int update_find(struct conn *c, const Bo__JobUpdateKey *key, int64_t *row, int64_t *job_id,
+                       struct bo_err *err)
+{
+    int64_t jid;
+    int rc = job_find(c, key->job, &jid, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_UPD_FIND, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, jid);
+    bind_str(s, 2, key->id);
+    rc = step_row(c, s, err, "find job update");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    *row = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (job_id != NULL) {
+        *job_id = jid;
+    }
+    return BO_OK;
+}
+
+static int update_not_found(const Bo__JobUpdateKey *key, struct bo_err *err)
+{
+    return bo_errf(err, BO_EINVAL, "job update '%s/%s/%s/%s' not found", key->job->role,
+                   key->job->environment, key->job->name, key->id);
+}
+
+/* The config ids an update refers to, in (kind, position) order. */
+static int update_configs(struct conn *c, int64_t row, int64_t **ids, size_t *n, struct bo_err *err)
+{
+    *ids = NULL;
+    *n = 0;
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_UPD_CFG_LIST, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, row);
+    size_t cap = 0;
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap == 0 ? 4 : cap * 2;
+            int64_t *p = bo_reallocarray(*ids, cap, sizeof(*p));
+            if (p == NULL) {
+                sqlite3_reset(s);
+                return bo_errf(err, BO_ENOMEM, "update configs: out of memory");
+            }
+            *ids = p;
+        }
+        (*ids)[(*n)++] = sqlite3_column_int64(s, 2);
+    }
+    rc = step == SQLITE_DONE ? BO_OK : sql_fail(c->db, step, err, "list update configs");
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int update_delete_rows(struct conn *c, enum stmt_id id, int64_t row, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, id, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, row);
+    return step_done(c, s, err, "delete job update rows");
+}
+
+/* Upsert by key. Events already recorded are kept (Aurora's store did the
+ * same); summary.state is dropped, it is derived from the events. */
+static int save_job_update(struct bo_store *st, struct conn *c, const Bo__JobUpdate *u,
+                           struct bo_err *err)
+{
+    const Bo__JobUpdateKey *key = u->summary->key;
+    const Bo__JobUpdateInstructions *in = u->instructions;
+    size_t n_init = in->n_initial_state;
+    size_t n_cfg = n_init + (in->desired_state != NULL ? 1 : 0);
+    int64_t *cfg_ids = bo_calloc(n_cfg, sizeof(*cfg_ids));
+    Bo__InstanceTaskConfig *inits = bo_calloc(n_init, sizeof(*inits));
+    Bo__InstanceTaskConfig **init_ptrs = bo_calloc(n_init, sizeof(*init_ptrs));
+    int64_t *old_ids = NULL;
+    size_t n_old = 0;
+    int rc;
+    if (cfg_ids == NULL || inits == NULL || init_ptrs == NULL) {
+        rc = bo_errf(err, BO_ENOMEM, "save job update: out of memory");
+        goto out;
+    }
+    int64_t job_id, cfg_job;
+    rc = job_intern(c, key->job, &job_id, err);
+    if (rc != BO_OK) {
+        goto out;
+    }
+    /* Position i: 0 = desired state (if any), then the initial states. */
+    for (size_t i = 0; i < n_cfg; i++) {
+        bool desired = in->desired_state != NULL && i == 0;
+        size_t init_i = i - (in->desired_state != NULL ? 1 : 0);
+        const Bo__TaskConfig *cfg =
+            desired ? in->desired_state->task : in->initial_state[init_i]->task;
+        rc = config_intern(st, c, cfg, &cfg_ids[i], &cfg_job, err);
+        if (rc == BO_OK) {
+            rc = config_ref(c, cfg_ids[i], 1, 0, err);
+        }
+        if (rc != BO_OK) {
+            goto out;
+        }
+    }
+    Bo__JobUpdateSummary summary = *u->summary;
+    summary.state = NULL;
+    Bo__JobUpdateInstructions instr = *in;
+    Bo__InstanceTaskConfig desired;
+    if (in->desired_state != NULL) {
+        desired = *in->desired_state;
+        desired.task = NULL;
+        instr.desired_state = &desired;
+    }
+    for (size_t i = 0; i < n_init; i++) {
+        inits[i] = *in->initial_state[i];
+        inits[i].task = NULL;
+        init_ptrs[i] = &inits[i];
+    }
+    instr.initial_state = init_ptrs;
+    Bo__JobUpdate body = *u;
+    body.summary = &summary;
+    body.instructions = &instr;
+    if (pack_into(&body.base, &st->part) != BO_OK) {
+        rc = bo_errf(err, BO_ENOMEM, "encode job update: out of memory");
+        goto out;
+    }
+
+    int64_t row;
+    sqlite3_stmt *s = NULL;
+    rc = update_find(c, key, &row, NULL, err);
+    if (rc == BO_OK) {
+        rc = update_configs(c, row, &old_ids, &n_old, err);
+        if (rc == BO_OK) {
+            rc = update_delete_rows(c, S_UPD_CFG_DELETE, row, err);
+        }
+        if (rc == BO_OK) {
+            rc = conn_stmt(c, S_UPD_SET_BODY, &s, err);
+        }
+        if (rc == BO_OK) {
+            sqlite3_bind_int64(s, 1, row);
+            bind_blob(s, 2, st->part.data, st->part.len);
+            rc = step_done(c, s, err, "update job update");
+        }
+    } else if (rc == BO_ENOTFOUND) {
+        rc = conn_stmt(c, S_UPD_INSERT, &s, err);
+        if (rc == BO_OK) {
+            sqlite3_bind_int64(s, 1, job_id);
+            bind_str(s, 2, key->id);
+            bind_blob(s, 3, st->part.data, st->part.len);
+            rc = step_done(c, s, err, "insert job update");
+            row = sqlite3_last_insert_rowid(c->db);
+        }
+    }
+    if (rc != BO_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < n_cfg; i++) {
+        bool desired_row = in->desired_state != NULL && i == 0;
+        rc = conn_stmt(c, S_UPD_CFG_INSERT, &s, err);
+        if (rc != BO_OK) {
+            goto out;
+        }
+        sqlite3_bind_int64(s, 1, row);
+        sqlite3_bind_int(s, 2, desired_row ? 0 : 1);
+        sqlite3_bind_int64(s, 3, (int64_t)(desired_row ? 0 : i - (in->desired_state != NULL)));
+        sqlite3_bind_int64(s, 4, cfg_ids[i]);
+        rc = step_done(c, s, err, "insert update config");
+        if (rc != BO_OK) {
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < n_old && rc == BO_OK; i++) {
+        rc = config_unref(st, c, old_ids[i], false, err);
+    }
+out:
+    bo_free(old_ids);
+    bo_free(init_ptrs);
+    bo_free(inits);
+    bo_free(cfg_ids);
+    return rc;
+}
+
+static int append_event(struct bo_store *st, struct conn *c, int64_t row, bool instance,
+                        const ProtobufCMessage *ev, int64_t ts, int status, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, instance ? S_UPD_IEV_NEXT : S_UPD_EV_NEXT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, row);
+    rc = step_row(c, s, err, "next event");
+    if (rc != BO_OK) {
+        return rc == BO_ENOTFOUND ? bo_errf(err, BO_EINTERNAL, "next event: no row") : rc;
+    }
+    int64_t seq = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (pack_into(ev, &st->part) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "encode event: out of memory");
+    }
+    rc = conn_stmt(c, instance ? S_UPD_IEV_INSERT : S_UPD_EV_INSERT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, row);
+    sqlite3_bind_int64(s, 2, seq);
+    sqlite3_bind_int64(s, 3, ts);
+    bind_blob(s, 4, st->part.data, st->part.len);
+    rc = step_done(c, s, err, "insert event");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = conn_stmt(c, instance ? S_UPD_STATE_INSTANCE : S_UPD_STATE_EVENT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, row);
+    sqlite3_bind_int64(s, 2, ts);
+    if (!instance) {
+        sqlite3_bind_int(s, 3, status);
+    }
+    return step_done(c, s, err, "derive update state");
+}
+
+static int save_update_event(struct bo_store *st, struct conn *c, const Bo__JobUpdateKey *key,
+                             const Bo__JobUpdateEvent *ev, struct bo_err *err)
+{
+    int64_t row;
+    int rc = update_find(c, key, &row, NULL, err);
+    if (rc == BO_ENOTFOUND) {
+        return update_not_found(key, err);
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    return append_event(st, c, row, false, &ev->base, ev->timestamp_ms, (int)ev->status, err);
+}
+
+static int save_instance_event(struct bo_store *st, struct conn *c, const Bo__JobUpdateKey *key,
+                               const Bo__JobInstanceUpdateEvent *ev, struct bo_err *err)
+{
+    int64_t row;
+    int rc = update_find(c, key, &row, NULL, err);
+    if (rc == BO_ENOTFOUND) {
+        return update_not_found(key, err);
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    return append_event(st, c, row, true, &ev->base, ev->timestamp_ms, 0, err);
+}
+
+static int remove_job_update(struct bo_store *st, struct conn *c, const Bo__JobUpdateKey *key,
+                             struct bo_err *err)
+{
+    int64_t row, job_id;
+    int rc = update_find(c, key, &row, &job_id, err);
+    if (rc == BO_ENOTFOUND) {
+        return BO_OK;
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    int64_t *ids;
+    size_t n;
+    rc = update_configs(c, row, &ids, &n, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    static const enum stmt_id deletes[] = {S_UPD_CFG_DELETE, S_UPD_EV_DELETE, S_UPD_IEV_DELETE,
+                                           S_UPD_DELETE};
+    for (size_t i = 0; i < sizeof(deletes) / sizeof(deletes[0]) && rc == BO_OK; i++) {
+        rc = update_delete_rows(c, deletes[i], row, err);
+    }
+    for (size_t i = 0; i < n && rc == BO_OK; i++) {
+        rc = config_unref(st, c, ids[i], false, err);
+    }
+    bo_free(ids);
+    if (rc == BO_OK) {
+        rc = job_gc(c, job_id, err);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------- apply ---- */
+
+static int apply_op(struct bo_store *st, struct conn *c, const Bo__Op *op, struct bo_err *err)
+{
+    int rc = BO_OK;
+    switch (op->op_case) {
+    case BO__OP__OP_SAVE_TASKS:
+        for (size_t i = 0; i < op->save_tasks->n_tasks && rc == BO_OK; i++) {
+            const Bo__ScheduledTask *t = op->save_tasks->tasks[i];
+            rc = save_task(st, c, t, err);
+            if (rc != BO_OK) {
+                rc = bo_err_wrapf(err, rc, "task '%s'", t->assigned_task->task_id);
+            }
+        }
+        return rc;
+    case BO__OP__OP_REMOVE_TASKS:
+        for (size_t i = 0; i < op->remove_tasks->n_task_ids && rc == BO_OK; i++) {
+            rc = remove_task(st, c, op->remove_tasks->task_ids[i], err);
+        }
+        return rc;
+    case BO__OP__OP_SAVE_CRON_JOB:
+        return save_cron_job(st, c, op->save_cron_job->job_config, err);
+    case BO__OP__OP_REMOVE_CRON_JOB:
+        return remove_cron_job(st, c, op->remove_cron_job->job_key, err);
+    case BO__OP__OP_SAVE_QUOTA:
+        return save_quota(st, c, op->save_quota->role, op->save_quota->quota, err);
+    case BO__OP__OP_REMOVE_QUOTA:
+        return delete_by_key(c, S_QUOTA_DELETE, op->remove_quota->role, err);
+    case BO__OP__OP_SAVE_HOST_ATTRIBUTES:
+        return save_host(st, c, op->save_host_attributes->host_attributes, err);
+    case BO__OP__OP_SAVE_JOB_UPDATE:
+        return save_job_update(st, c, op->save_job_update->job_update, err);
+    case BO__OP__OP_SAVE_JOB_UPDATE_EVENT:
+        return save_update_event(st, c, op->save_job_update_event->key,
+                                 op->save_job_update_event->event, err);
+    case BO__OP__OP_SAVE_JOB_INSTANCE_UPDATE_EVENT:
+        return save_instance_event(st, c, op->save_job_instance_update_event->key,
+                                   op->save_job_instance_update_event->event, err);
+    case BO__OP__OP_REMOVE_JOB_UPDATES:
+        for (size_t i = 0; i < op->remove_job_updates->n_keys && rc == BO_OK; i++) {
+            rc = remove_job_update(st, c, op->remove_job_updates->keys[i], err);
+        }
+        return rc;
+    case BO__OP__OP_SAVE_HOST_MAINTENANCE_REQUEST:
+        return save_maintenance(st, c, op->save_host_maintenance_request->request, err);
+    case BO__OP__OP_REMOVE_HOST_MAINTENANCE_REQUEST:
+        return delete_by_key(c, S_MAINT_DELETE, op->remove_host_maintenance_request->host, err);
+    case BO__OP__OP_SAVE_SCHEDULER_METADATA:
+        return save_metadata(st, c, op->save_scheduler_metadata->metadata, err);
+    default:
+        return bo_errf(err, BO_EINVAL, "no op set");
+    }
+}
+
+static int txn_begin(struct conn *c, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_BEGIN, &s, err);
+    return rc != BO_OK ? rc : step_done(c, s, err, "begin");
+}
+
+static int txn_commit(struct conn *c, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_COMMIT, &s, err);
+    return rc != BO_OK ? rc : step_done(c, s, err, "commit");
+}
+
+static void txn_rollback(struct conn *c)
+{
+    /* SQLite may have rolled back already (SQLITE_FULL, SQLITE_NOMEM). */
+    if (sqlite3_get_autocommit(c->db)) {
+        return;
+    }
+    sqlite3_stmt *s = NULL;
+    if (conn_stmt(c, S_ROLLBACK, &s, NULL) == BO_OK) {
+        step_done(c, s, NULL, "rollback");
+    }
+}
+
+static int store_usable(const struct bo_store *st, struct bo_err *err)
+{
+    if (st->main.db == NULL) {
+        return bo_errf(err, BO_EIO, "store '%s' is closed after a failed restore", st->path);
+    }
+    return BO_OK;
+}
+
+/* Apply `txn` (NULL for a noop) and record `index`, all or nothing. */
+static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_t index,
+                        struct bo_err *err)
+{
+    struct conn *c = &st->main;
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = txn_begin(c, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    for (size_t i = 0; txn != NULL && i < txn->n_ops; i++) {
+        rc = apply_op(st, c, txn->ops[i], err);
+        if (rc != BO_OK) {
+            rc = bo_err_wrapf(err, rc, "op %zu (%s)", i, op_name(txn->ops[i]->op_case));
+            goto fail;
+        }
+    }
+    rc = meta_put_int(c, META_APPLIED_INDEX, (int64_t)index, err);
+    if (rc != BO_OK) {
+        goto fail;
+    }
+    rc = txn_commit(c, err);
+    if (rc != BO_OK) {
+        goto fail;
+    }
+    st->applied_index = index;
+    return BO_OK;
+fail:
+    txn_rollback(c);
+    /* Memo entries may name rows the rollback removed. */
+    memo_reset(st);
+    return rc;
+}
+
+int bo_store_apply(struct bo_store *st, const Bo__Transaction *txn, uint64_t index,
+                   struct bo_err *err)
+{
+    int rc = check_txn(txn, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    return apply_locked(st, txn, index, err);
+}
+
+/* Is the update `key` saved by an op before `upto`? */
+static bool saved_earlier(const Bo__Transaction *txn, size_t upto, const Bo__JobUpdateKey *key)
+{
+    for (size_t i = 0; i < upto; i++) {
+        const Bo__Op *op = txn->ops[i];
+        if (op->op_case != BO__OP__OP_SAVE_JOB_UPDATE) {
+            continue;
+        }
+        const Bo__JobUpdateKey *k = op->save_job_update->job_update->summary->key;
+        if (strcmp(k->id, key->id) == 0 && strcmp(k->job->role, key->job->role) == 0 &&
+            strcmp(k->job->environment, key->job->environment) == 0 &&
+            strcmp(k->job->name, key->job->name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int bo_store_validate(struct bo_store *st, const Bo__Transaction *txn, struct bo_err *err)
+{
+    int rc = check_txn(txn, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    /* Events need their update: in the store or saved earlier in txn. */
+    for (size_t i = 0; i < txn->n_ops; i++) {
+        const Bo__Op *op = txn->ops[i];
+        const Bo__JobUpdateKey *key = NULL;
+        if (op->op_case == BO__OP__OP_SAVE_JOB_UPDATE_EVENT) {
+            key = op->save_job_update_event->key;
+        } else if (op->op_case == BO__OP__OP_SAVE_JOB_INSTANCE_UPDATE_EVENT) {
+            key = op->save_job_instance_update_event->key;
+        } else {
+            continue;
+        }
+        if (saved_earlier(txn, i, key)) {
+            continue;
+        }
+        int64_t row;
+        rc = update_find(&st->main, key, &row, NULL, err);
+        if (rc == BO_ENOTFOUND) {
+            rc = update_not_found(key, err);
+        }
+        if (rc != BO_OK) {
+            return bo_err_wrapf(err, rc, "op %zu (%s)", i, op_name(op->op_case));
+        }
+    }
+    return BO_OK;
+}
+
+/* ------------------------------------------------------ open / close ---- */
+
+static int path_with_suffix(char *out, size_t size, const char *path, const char *suffix)
+{
+    int n = snprintf(out, size, "%s%s", path, suffix);
+    return n < 0 || (size_t)n >= size ? BO_ETOOBIG : BO_OK;
+}
+
+/* Remove `path``suffix` if it exists. */
+static int remove_file(const char *path, const char *suffix, struct bo_err *err)
+{
+    char p[4096];
+    if (path_with_suffix(p, sizeof(p), path, suffix) != BO_OK) {
+        return bo_errf(err, BO_ETOOBIG, "path '%s%s' is too long", path, suffix);
+    }
+    if (unlink(p) != 0 && errno != ENOENT) {
+        return bo_errf(err, bo_err_from_errno(errno), "remove '%s': %s", p, strerror(errno));
+    }
+    return BO_OK;
+}
+
+static int remove_db(const char *path, const char *suffix, struct bo_err *err)
+{
+    static const char *const parts[] = {"", "-wal", "-shm", "-journal"};
+    char base[4096];
+    if (path_with_suffix(base, sizeof(base), path, suffix) != BO_OK) {
+        return bo_errf(err, BO_ETOOBIG, "path '%s%s' is too long", path, suffix);
+    }
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        int rc = remove_file(base, parts[i], err);
+        if (rc != BO_OK) {
+            return rc;
+        }
+    }
+    return BO_OK;
+}
+
+static int open_conn(struct conn *c, const char *path, int flags, const char *pragmas,
+                     struct bo_err *err)
+{
+    int rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        int code = sql_fail(c->db, rc, err, "open");
+        conn_close(c, true);
+        return bo_err_wrapf(err, code, "'%s'", path);
+    }
+    rc = conn_exec(c, pragmas, err, "configure");
+    if (rc != BO_OK) {
+        conn_close(c, true);
+        return bo_err_wrapf(err, rc, "'%s'", path);
+    }
+    return BO_OK;
+}
+
+static int open_main(struct bo_store *st, struct bo_err *err)
+{
+    struct conn *c = &st->main;
+    int rc = open_conn(c, st->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
+                       " PRAGMA cache_size=-16384; PRAGMA foreign_keys=OFF;",
+                       err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = NULL;
+    rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode", -1, &s, NULL);
+    if (rc != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW ||
+        strcmp((const char *)sqlite3_column_text(s, 0), "wal") != 0) {
+        sqlite3_finalize(s);
+        rc = bo_errf(err, BO_EIO, "open '%s': cannot use WAL mode", st->path);
+        goto fail;
+    }
+    sqlite3_finalize(s);
+    rc = conn_exec(c, "BEGIN IMMEDIATE", err, "create schema");
+    if (rc == BO_OK) {
+        rc = conn_exec(c, schema_tables, err, "create schema");
+    }
+    if (rc == BO_OK) {
+        rc = conn_exec(c, schema_task_indexes, err, "create schema");
+    }
+    int64_t v;
+    if (rc == BO_OK) {
+        rc = meta_get_int(c, META_SCHEMA_VERSION, &v, err);
+        if (rc == BO_ENOTFOUND) {
+            v = BO_SCHEMA_VERSION;
+            rc = meta_put_int(c, META_SCHEMA_VERSION, v, err);
+        }
+        if (rc == BO_OK && v != BO_SCHEMA_VERSION) {
+            rc = bo_errf(err, BO_EVERSION, "schema version %lld, this store knows %d", (long long)v,
+                         BO_SCHEMA_VERSION);
+        }
+    }
+    if (rc == BO_OK) {
+        rc = meta_get_int(c, META_APPLIED_INDEX, &v, err);
+        if (rc == BO_ENOTFOUND) {
+            v = 0;
+            rc = BO_OK;
+        }
+        st->applied_index = (uint64_t)v;
+    }
+    if (rc == BO_OK) {
+        rc = conn_exec(c, "COMMIT", err, "create schema");
+    }
+    if (rc != BO_OK) {
+        goto fail;
+    }
+    return BO_OK;
+fail:
+    conn_close(c, true);
+    return bo_err_wrapf(err, rc, "open '%s'", st->path);
+}
+
+int bo_store_open(const char *path, bool fresh, struct bo_store **out, struct bo_err *err)
+{
+    struct bo_store *st = bo_calloc(1, sizeof(*st));
+    if (st == NULL) {
+        return bo_errf(err, BO_ENOMEM, "open store: out of memory");
+    }
+    int rc;
+    st->path = bo_strdup(path);
+    if (st->path == NULL) {
+        rc = bo_errf(err, BO_ENOMEM, "open store: out of memory");
+        goto fail;
+    }
+    /* A restore that crashed midway leaves its file behind. */
+    rc = remove_db(path, ".restore", err);
+    if (rc == BO_OK && fresh) {
+        rc = remove_db(path, "", err);
+    }
+    if (rc == BO_OK) {
+        rc = open_main(st, err);
+    }
+    if (rc != BO_OK) {
+        goto fail;
+    }
+    *out = st;
+    return BO_OK;
+fail:
+    bo_free(st->path);
+    bo_free(st);
+    return rc;
+}
+
+void bo_store_close(struct bo_store *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    assert(st->n_views == 0);
+    conn_close(&st->main, true);
+    for (size_t i = 0; i < MEMO_SIZE; i++) {
+        bo_buf_release(&st->memo[i].raw);
+    }
+    bo_buf_release(&st->raw);
+    bo_buf_release(&st->canon);
+    bo_buf_release(&st->part);
+    bo_free(st->path);
+    bo_free(st);
+}
+
+uint64_t bo_store_applied_index(const struct bo_store *st)
+{
+    return st->applied_index;
+}
+
+/* ------------------------------------------------- reading entities ---- */
+
+/* A growing array of protobuf-c messages, handed out as the lists' arrays. */
+struct msg_vec {
+    void **v;
+    size_t n, cap;
+};
+
+static int vec_push(struct msg_vec *v, void *m)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap == 0 ? 8 : v->cap * 2;
+        void **p = bo_reallocarray(v->v, cap, sizeof(*p));
+        if (p == NULL) {
+            return BO_ENOMEM;
+        }
+        v->v = p;
+        v->cap = cap;
+    }
+    v->v[v->n++] = m;
+    return BO_OK;
+}
+
+static void vec_release(struct msg_vec *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        protobuf_c_message_free_unpacked(v->v[i], NULL);
+    }
+    bo_free(v->v);
+    *v = (struct msg_vec){0};
+}
+
+typedef int (*row_conv)(struct conn *c, sqlite3_stmt *s, void **out, struct bo_err *err);
+
+/* Run `s` (bound by the caller) and convert each row into a message. */
+static int collect(struct conn *c, sqlite3_stmt *s, row_conv conv, struct msg_vec *v,
+                   struct bo_err *err)
+{
+    int step, rc = BO_OK;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        void *m;
+        rc = conv(c, s, &m, err);
+        if (rc != BO_OK) {
+            break;
+        }
+        if (vec_push(v, m) != BO_OK) {
+            protobuf_c_message_free_unpacked(m, NULL);
+            rc = bo_errf(err, BO_ENOMEM, "list: out of memory");
+            break;
+        }
+    }
+    if (rc == BO_OK && step != SQLITE_DONE) {
+        rc = sql_fail(c->db, step, err, "list");
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int conv_unpack(const ProtobufCMessageDescriptor *d, sqlite3_stmt *s, int col, void **out,
+                       struct bo_err *err)
+{
+    size_t len;
+    const uint8_t *p = col_blob(s, col, &len);
+    *out = unpack_blob(d, p, len);
+    if (*out == NULL) {
+        return bo_errf(err, BO_ECORRUPT, "cannot decode stored %s", d->short_name);
+    }
+    return BO_OK;
+}
+
+static int conv_host(struct conn *c, sqlite3_stmt *s, void **out, struct bo_err *err)
+{
+    (void)c;
+    return conv_unpack(&bo__host_attributes__descriptor, s, 0, out, err);
+}
+
+static int conv_maintenance(struct conn *c, sqlite3_stmt *s, void **out, struct bo_err *err)
+{
+    (void)c;
+    return conv_unpack(&bo__host_maintenance_request__descriptor, s, 0, out, err);
+}
+
+/* Messages are merged field by field when their encodings are concatenated,
+ * so a stored body plus an appended field is the whole message. */
+static int conv_concat(const ProtobufCMessageDescriptor *d, const uint8_t *head, size_t head_len,
+                       uint32_t field, const uint8_t *tail, size_t tail_len, void **out,
+                       struct bo_err *err)
+{
+    struct bo_buf b = BO_BUF_INIT;
+    int rc = bo_buf_append(&b, head, head_len);
+    if (rc == BO_OK) {
+        rc = bo_pb_put_bytes(&b, field, tail, tail_len);
+    }
+    if (rc != BO_OK) {
+        bo_buf_release(&b);
+        return bo_errf(err, BO_ENOMEM, "decode %s: out of memory", d->short_name);
+    }
+    *out = unpack_blob(d, b.data, b.len);
+    bo_buf_release(&b);
+    if (*out == NULL) {
+        return bo_errf(err, BO_ECORRUPT, "cannot decode stored %s", d->short_name);
+    }
+    return BO_OK;
+}
+
+/* Row (cron body, config body): the JobConfiguration with its task_config. */
+static int conv_cron(struct conn *c, sqlite3_stmt *s, void **out, struct bo_err *err)
+{
+    (void)c;
+    size_t blen, clen;
+    const uint8_t *body = col_blob(s, 0, &blen);
+    const uint8_t *cfg = col_blob(s, 1, &clen);
+    return conv_concat(&bo__job_configuration__descriptor, body, blen, 5, cfg, clen, out, err);
+}
+
+/* Row (role, aggregate body). */
+static int conv_quota(struct conn *c, sqlite3_stmt *s, void **out, struct bo_err *err)
+{
+    (void)c;
+    struct bo_buf head = BO_BUF_INIT;
+    const char *role = (const char *)sqlite3_column_text(s, 0);
+    size_t blen;
+    const uint8_t *body = col_blob(s, 1, &blen);
+    if (bo_pb_put_bytes(&head, 1, str_or_empty(role), strlen(str_or_empty(role))) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "decode quota: out of memory");
+    }
+    int rc = conv_concat(&bo__quota_configuration__descriptor, head.data, head.len, 2, body, blen,
+                         out, err);
+    bo_buf_release(&head);
+    return rc;
+}
+
+static int list_events(struct conn *c, enum stmt_id id, int64_t row,
+                       const ProtobufCMessageDescriptor *d, struct msg_vec *v, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, id, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, row);
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        void *m;
+        rc = conv_unpack(d, s, 0, &m, err);
+        if (rc != BO_OK) {
+            break;
+        }
+        if (vec_push(v, m) != BO_OK) {
+            protobuf_c_message_free_unpacked(m, NULL);
+            rc = bo_errf(err, BO_ENOMEM, "list events: out of memory");
+            break;
+        }
+    }
+    if (rc == BO_OK && step != SQLITE_DONE) {
+        rc = sql_fail(c->db, step, err, "list events");
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* Row (id, body, status, created_ms, last_modified_ms) -> JobUpdateDetails
+ * with its configs re-attached, its events and the derived state. Events in
+ * timestamp order for readers, in append order for snapshots (so a restore
+ * appends them again in the same order and derives the same state). */
+static int conv_update_details(struct conn *c, sqlite3_stmt *s, bool append_order, void **out,
+                               struct bo_err *err)
+{
+    int64_t row = sqlite3_column_int64(s, 0);
+    size_t blen;
+    const uint8_t *body = col_blob(s, 1, &blen);
+    Bo__JobUpdateState state = BO__JOB_UPDATE_STATE__INIT;
+    state.status = (Bo__JobUpdateStatus)sqlite3_column_int(s, 2);
+    state.created_timestamp_ms = sqlite3_column_int64(s, 3);
+    state.last_modified_timestamp_ms = sqlite3_column_int64(s, 4);
+
+    Bo__JobUpdate *u = bo__job_update__unpack(NULL, blen, body);
+    if (u == NULL) {
+        return bo_errf(err, BO_ECORRUPT, "job update %lld: cannot decode", (long long)row);
+    }
+    struct cfg_cache cc = {0};
+    struct msg_vec events = {0}, ievents = {0};
+    struct bo_buf tmp = BO_BUF_INIT;
+    int64_t *ids = NULL;
+    size_t n_ids = 0;
+    Bo__JobUpdateInstructions *in = u->instructions;
+    int rc = update_configs(c, row, &ids, &n_ids, err);
+    if (rc != BO_OK) {
+        goto out;
+    }
+    size_t want = in == NULL ? 0 : in->n_initial_state + (in->desired_state != NULL ? 1 : 0);
+    if (n_ids != want) {
+        rc = bo_errf(err, BO_ECORRUPT, "job update %lld: %zu configs for %zu states",
+                     (long long)row, n_ids, want);
+        goto out;
+    }
+    for (size_t i = 0; i < n_ids; i++) {
+        Bo__TaskConfig *cfg;
+        rc = cfg_cache_get(c, &cc, ids[i], &cfg, err);
+        if (rc != BO_OK) {
+            goto out;
+        }
+        bool desired = in->desired_state != NULL && i == 0;
+        size_t init_i = i - (in->desired_state != NULL ? 1 : 0);
+        (desired ? in->desired_state : in->initial_state[init_i])->task = cfg;
+    }
+    rc = list_events(c, append_order ? S_UPD_EV_LIST_SEQ : S_UPD_EV_LIST, row,
+                     &bo__job_update_event__descriptor, &events, err);
+    if (rc == BO_OK) {
+        rc = list_events(c, append_order ? S_UPD_IEV_LIST_SEQ : S_UPD_IEV_LIST, row,
+                         &bo__job_instance_update_event__descriptor, &ievents, err);
+    }
+    if (rc != BO_OK) {
+        goto out;
+    }
+    if (u->summary != NULL) {
+        u->summary->state = &state;
+    }
+    Bo__JobUpdateDetails d = BO__JOB_UPDATE_DETAILS__INIT;
+    d.update = u;
+    d.n_update_events = events.n;
+    d.update_events = (Bo__JobUpdateEvent **)events.v;
+    d.n_instance_events = ievents.n;
+    d.instance_events = (Bo__JobInstanceUpdateEvent **)ievents.v;
+    *out = repack(&d.base, &tmp);
+    if (*out == NULL) {
+        rc = bo_errf(err, BO_ENOMEM, "job update %lld: out of memory", (long long)row);
+    }
+out:
+    /* Borrowed pieces go back before `u` is freed. */
+    if (u->summary != NULL) {
+        u->summary->state = NULL;
+    }
+    if (in != NULL) {
+        if (in->desired_state != NULL) {
+            in->desired_state->task = NULL;
+        }
+        for (size_t i = 0; i < in->n_initial_state; i++) {
+            in->initial_state[i]->task = NULL;
+        }
+    }
+    bo__job_update__free_unpacked(u, NULL);
+    cfg_cache_release(&cc);
+    vec_release(&events);
+    vec_release(&ievents);
+    bo_buf_release(&tmp);
+    bo_free(ids);
+    return rc;
+}
+
+static int conv_update_export(struct conn *c, sqlite3_stmt *s, void **out, struct bo_err *err)
+{
+    return conv_update_details(c, s, true, out, err);
+}
+
+static int conv_update_read(struct conn *c, sqlite3_stmt *s, void **out, struct bo_err *err)
+{
+    return conv_update_details(c, s, false, out, err);
+}
+
+/* Row (id, body, status, created_ms, last_modified_ms) -> JobUpdateSummary. */
+static int conv_update_summary(struct conn *c, sqlite3_stmt *s, void **out, struct bo_err *err)
+{
+    (void)c;
+    int64_t row = sqlite3_column_int64(s, 0);
+    size_t blen;
+    const uint8_t *body = col_blob(s, 1, &blen);
+    Bo__JobUpdateState state = BO__JOB_UPDATE_STATE__INIT;
+    state.status = (Bo__JobUpdateStatus)sqlite3_column_int(s, 2);
+    state.created_timestamp_ms = sqlite3_column_int64(s, 3);
+    state.last_modified_timestamp_ms = sqlite3_column_int64(s, 4);
+    Bo__JobUpdate *u = bo__job_update__unpack(NULL, blen, body);
+    if (u == NULL || u->summary == NULL) {
+        if (u != NULL) {
+            bo__job_update__free_unpacked(u, NULL);
+        }
+        return bo_errf(err, BO_ECORRUPT, "job update %lld: cannot decode", (long long)row);
+    }
+    struct bo_buf tmp = BO_BUF_INIT;
+    u->summary->state = &state;
+    *out = repack(&u->summary->base, &tmp);
+    u->summary->state = NULL;
+    bo__job_update__free_unpacked(u, NULL);
+    bo_buf_release(&tmp);
+    return *out == NULL ? bo_errf(err, BO_ENOMEM, "job update summary: out of memory") : BO_OK;
+}
+
+static int list_stmt(struct conn *c, enum stmt_id id, row_conv conv, struct msg_vec *v,
+                     struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, id, &s, err);
+    return rc != BO_OK ? rc : collect(c, s, conv, v, err);
+}
+
+static int get_metadata(struct conn *c, Bo__SchedulerMetadata **out, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_META_GET, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, META_SCHED_METADATA);
+    rc = step_row(c, s, err, "read scheduler metadata");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    void *m;
+    rc = conv_unpack(&bo__scheduler_metadata__descriptor, s, 0, &m, err);
+    sqlite3_reset(s);
+    if (rc == BO_OK) {
+        *out = m;
+    }
+    return rc;
+}
+
+/* The partial Snapshot: everything but tasks. */
+struct rest {
+    struct msg_vec hosts, crons, quotas, updates, maintenance;
+    Bo__SchedulerMetadata *metadata;
+};
+
+static void rest_release(struct rest *r)
+{
+    vec_release(&r->hosts);
+    vec_release(&r->crons);
+    vec_release(&r->quotas);
+    vec_release(&r->updates);
+    vec_release(&r->maintenance);
+    if (r->metadata != NULL) {
+        bo__scheduler_metadata__free_unpacked(r->metadata, NULL);
+        r->metadata = NULL;
+    }
+}
+
+static int rest_load(struct conn *c, struct rest *r, struct bo_err *err)
+{
+    int rc = list_stmt(c, S_HOST_LIST, conv_host, &r->hosts, err);
+    if (rc == BO_OK) {
+        rc = list_stmt(c, S_CRON_LIST, conv_cron, &r->crons, err);
+    }
+    if (rc == BO_OK) {
+        rc = list_stmt(c, S_QUOTA_LIST, conv_quota, &r->quotas, err);
+    }
+    if (rc == BO_OK) {
+        rc = list_stmt(c, S_UPD_LIST_ALL, conv_update_export, &r->updates, err);
+    }
+    if (rc == BO_OK) {
+        rc = list_stmt(c, S_MAINT_LIST, conv_maintenance, &r->maintenance, err);
+    }
+    if (rc == BO_OK) {
+        rc = get_metadata(c, &r->metadata, err);
+        if (rc == BO_ENOTFOUND) {
+            rc = BO_OK;
+        }
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------- views ---- */
+
+int bo_store_view_open(struct bo_store *st, struct bo_store_view **out, struct bo_err *err)
+{
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct bo_store_view *v = bo_calloc(1, sizeof(*v));
+    if (v == NULL) {
+        return bo_errf(err, BO_ENOMEM, "open view: out of memory");
+    }
+    v->st = st;
+    rc = open_conn(&v->c, st->path, SQLITE_OPEN_READONLY, "PRAGMA cache_size=-8192;", err);
+    if (rc != BO_OK) {
+        bo_free(v);
+        return bo_err_wrapf(err, rc, "open view");
+    }
+    /* BEGIN and one read pin the WAL snapshot until the view is closed. */
+    int64_t index = 0;
+    rc = conn_exec(&v->c, "BEGIN", err, "open view");
+    if (rc == BO_OK) {
+        rc = meta_get_int(&v->c, META_APPLIED_INDEX, &index, err);
+        if (rc == BO_ENOTFOUND) {
+            index = 0;
+            rc = BO_OK;
+        }
+    }
+    if (rc != BO_OK) {
+        conn_close(&v->c, true);
+        bo_free(v);
+        return bo_err_wrapf(err, rc, "open view");
+    }
+    v->index = (uint64_t)index;
+    st->n_views++;
+    *out = v;
+    return BO_OK;
+}
+
+uint64_t bo_store_view_index(const struct bo_store_view *view)
+{
+    return view->index;
+}
+
+void bo_store_view_close(struct bo_store_view *view)
+{
+    if (view == NULL) {
+        return;
+    }
+    conn_exec(&view->c, "COMMIT", NULL, "close view");
+    conn_close(&view->c, true);
+    view->st->n_views--;
+    bo_free(view);
+}
+
+static int export_configs(struct conn *c, struct bo_snap_writer *w, int64_t **ids, size_t *n,
+                          struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(
+        c->db, "SELECT id, body FROM task_configs WHERE task_refs > 0 ORDER BY id", -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        return sql_fail(c->db, rc, err, "export configs");
+    }
+    size_t cap = 0;
+    int step;
+    rc = BO_OK;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap == 0 ? 64 : cap * 2;
+            int64_t *p = bo_reallocarray(*ids, cap, sizeof(*p));
+            if (p == NULL) {
+                rc = bo_errf(err, BO_ENOMEM, "export configs: out of memory");
+                break;
+            }
+            *ids = p;
+        }
+        size_t len;
+        const uint8_t *body = col_blob(s, 1, &len);
+        uint32_t index;
+        rc = bo_snap_writer_add_config(w, body, len, &index);
+        if (rc != BO_OK) {
+            rc = bo_errf(err, rc, "export configs: %s", bo_strerror(rc));
+            break;
+        }
+        if (index != *n) {
+            rc = bo_errf(err, BO_EINTERNAL, "export configs: writer numbered %u, expected %zu",
+                         index, *n);
+            break;
+        }
+        (*ids)[(*n)++] = sqlite3_column_int64(s, 0);
+    }
+    if (rc == BO_OK && step != SQLITE_DONE) {
+        rc = sql_fail(c->db, step, err, "export configs");
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static int export_tasks(struct conn *c, struct bo_snap_writer *w, const int64_t *ids, size_t n,
+                        struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    /* Rowid order: a sequential read of the table, no sort. */
+    int rc = sqlite3_prepare_v2(c->db, "SELECT config_id, body FROM tasks", -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        return sql_fail(c->db, rc, err, "export tasks");
+    }
+    size_t last = 0;
+    int step;
+    rc = BO_OK;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t cid = sqlite3_column_int64(s, 0);
+        if (last >= n || ids[last] != cid) {
+            size_t lo = 0, hi = n;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (ids[mid] < cid) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if (lo == n || ids[lo] != cid) {
+                rc = bo_errf(err, BO_ECORRUPT, "export tasks: config %lld is not exported",
+                             (long long)cid);
+                break;
+            }
+            last = lo;
+        }
+        size_t len;
+        const uint8_t *body = col_blob(s, 1, &len);
+        rc = bo_snap_writer_add_task(w, (uint32_t)last, body, len);
+        if (rc != BO_OK) {
+            rc = bo_errf(err, rc, "export tasks: %s", bo_strerror(rc));
+            break;
+        }
+    }
+    if (rc == BO_OK && step != SQLITE_DONE) {
+        rc = sql_fail(c->db, step, err, "export tasks");
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int bo_store_view_export(struct bo_store_view *view, struct bo_snap_writer *w, int64_t now_ms,
+                         struct bo_err *err)
+{
+    struct conn *c = &view->c;
+    int64_t *ids = NULL;
+    size_t n = 0;
+    struct rest r = {0};
+    int rc = export_configs(c, w, &ids, &n, err);
+    if (rc == BO_OK) {
+        rc = export_tasks(c, w, ids, n, err);
+    }
+    if (rc == BO_OK) {
+        rc = rest_load(c, &r, err);
+    }
+    if (rc == BO_OK) {
+        Bo__Snapshot snap = BO__SNAPSHOT__INIT;
+        snap.timestamp_ms = now_ms;
+        snap.n_host_attributes = r.hosts.n;
+        snap.host_attributes = (Bo__HostAttributes **)r.hosts.v;
+        snap.n_cron_jobs = r.crons.n;
+        snap.cron_jobs = (Bo__JobConfiguration **)r.crons.v;
+        snap.scheduler_metadata = r.metadata;
+        snap.n_quotas = r.quotas.n;
+        snap.quotas = (Bo__QuotaConfiguration **)r.quotas.v;
+        snap.n_job_updates = r.updates.n;
+        snap.job_updates = (Bo__JobUpdateDetails **)r.updates.v;
+        snap.n_maintenance_requests = r.maintenance.n;
+        snap.maintenance_requests = (Bo__HostMaintenanceRequest **)r.maintenance.v;
+        rc = bo_snap_writer_set_rest(w, &snap);
+        if (rc != BO_OK) {
+            rc = bo_errf(err, rc, "export: %s", bo_strerror(rc));
+        }
+    }
+    rest_release(&r);
+    bo_free(ids);
+    return rc == BO_OK
+               ? BO_OK
+               : bo_err_wrapf(err, rc, "export view at %llu", (unsigned long long)view->index);
+}
+
+int bo_store_export(struct bo_store *st, struct bo_snap_writer *w, int64_t now_ms,
+                    struct bo_err *err)
+{
+    struct bo_store_view *v;
+    int rc = bo_store_view_open(st, &v, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = bo_store_view_export(v, w, now_ms, err);
+    bo_store_view_close(v);
+    return rc;
+}
+
+/* ----------------------------------------------------------- restore ---- */
+
+struct restore_cfg {
+    int64_t id;
+    int64_t job_id;
+    uint32_t by_status[19]; /* tasks of this image config, by status */
+};
+
+struct restore {
+    struct bo_store *st;
+    struct conn c;
+    struct restore_cfg *cfgs;
+    size_t n_cfgs, cap_cfgs;
+    uint64_t n_tasks;
+    bool refs_done;
+    struct bo_buf tmp;
+    struct bo_err *err;
+};
+
+static int restore_config(void *data, uint32_t index, const uint8_t *bytes, size_t len)
+{
+    struct restore *r = data;
+    if (index != r->n_cfgs) {
+        return bo_errf(r->err, BO_ECORRUPT, "snapshot config %u out of order", index);
+    }
+    if (r->n_cfgs == r->cap_cfgs) {
+        size_t cap = r->cap_cfgs == 0 ? 64 : r->cap_cfgs * 2;
+        struct restore_cfg *p = bo_reallocarray(r->cfgs, cap, sizeof(*p));
+        if (p == NULL) {
+            return bo_errf(r->err, BO_ENOMEM, "restore: out of memory");
+        }
+        r->cfgs = p;
+        r->cap_cfgs = cap;
+    }
+    Bo__TaskConfig *cfg = bo__task_config__unpack(NULL, len, bytes);
+    if (cfg == NULL) {
+        return bo_errf(r->err, BO_ECORRUPT, "snapshot config %u: cannot decode", index);
+    }
+    char why[256];
+    int rc;
+    if (!check_job_key(cfg->job, "job", why, sizeof(why))) {
+        rc = bo_errf(r->err, BO_ECORRUPT, "snapshot config %u: %s", index, why);
+        goto out;
+    }
+    /* Images written elsewhere may not be canonical: normalize again so a
+     * later save of an equal config finds this row. */
+    r->st->canon.len = 0;
+    rc = bo_canon_encode_config(cfg, &r->st->canon);
+    if (rc != BO_OK) {
+        rc = bo_errf(r->err, rc, "snapshot config %u: %s", index, bo_strerror(rc));
+        goto out;
+    }
+    struct restore_cfg *rc_ = &r->cfgs[r->n_cfgs];
+    memset(rc_, 0, sizeof(*rc_));
+    rc = config_store_canonical(&r->c, cfg->job, r->st->canon.data, r->st->canon.len, &rc_->id,
+                                &rc_->job_id, r->err);
+    if (rc == BO_OK) {
+        r->n_cfgs++;
+    }
+out:
+    bo__task_config__free_unpacked(cfg, NULL);
+    return rc;
+}
+
+/* The indexed columns of a task, read from its partial encoding. */
+struct task_cols {
+    const char *task_id;
+    size_t task_id_len;
+    const char *host;
+    size_t host_len;
+    int32_t instance_id;
+    int status;
+    bool has_config;
+};
+
+static const char *parse_partial(const uint8_t *p, size_t len, struct task_cols *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->host = "";
+    struct bo_pb_reader r;
+    struct bo_pb_field f;
+    int rc;
+    bo_pb_reader_init(&r, p, len);
+    while ((rc = bo_pb_next(&r, &f)) == 1) {
+        if (f.number == 2) {
+            if (f.wire_type != BO_PB_VARINT) {
+                return "status is not a varint";
+            }
+            t->status = (int)(int32_t)(uint32_t)(f.varint & 0xffffffffu);
+            continue;
+        }
+        if (f.number != 1) {
+            continue;
+        }
+        if (f.wire_type != BO_PB_LEN) {
+            return "assigned_task is not a message";
+        }
+        /* Repeated occurrences of a message field merge: read them all. */
+        struct bo_pb_reader ar;
+        struct bo_pb_field af;
+        bo_pb_reader_init(&ar, f.data, f.len);
+        while ((rc = bo_pb_next(&ar, &af)) == 1) {
+            switch (af.number) {
+            case 1:
+            case 3:
+                if (af.wire_type != BO_PB_LEN) {
+                    return "assigned_task string field has the wrong type";
+                }
+                if (af.number == 1) {
+                    t->task_id = (const char *)af.data;
+                    t->task_id_len = af.len;
+                } else {
+                    t->host = (const char *)af.data;
+                    t->host_len = af.len;
+                }
+                break;
+            case 4:
+                t->has_config = true;
+                break;
+            case 6:
+                if (af.wire_type != BO_PB_VARINT) {
+                    return "instance_id is not a varint";
+                }
+                t->instance_id = (int32_t)(uint32_t)(af.varint & 0xffffffffu);
+                break;
+            default:
+                break;
+            }
+        }
+        if (rc < 0) {
+            return "malformed assigned_task";
+        }
+    }
+    if (rc < 0) {
+        return "malformed task";
+    }
+    if (t->task_id_len == 0) {
+        return "empty task id";
+    }
+    if (!status_known(t->status)) {
+        return "unknown status";
+    }
+    if (t->instance_id < 0) {
+        return "negative instance id";
+    }
+    return NULL;
+}
+
+static int restore_task(void *data, uint32_t config_index, const uint8_t *p, size_t len)
+{
+    struct restore *r = data;
+    uint64_t n = r->n_tasks;
+    if (config_index >= r->n_cfgs) {
+        return bo_errf(r->err, BO_ECORRUPT, "snapshot task %llu: config %u does not exist",
+                       (unsigned long long)n, config_index);
+    }
+    struct task_cols t;
+    const char *why = parse_partial(p, len, &t);
+    if (why != NULL) {
+        return bo_errf(r->err, BO_ECORRUPT, "snapshot task %llu: %s", (unsigned long long)n, why);
+    }
+    if (t.has_config) {
+        /* Keep the table's invariant: bodies never carry their config. */
+        Bo__ScheduledTask *full = bo__scheduled_task__unpack(NULL, len, p);
+        if (full == NULL || full->assigned_task == NULL) {
+            if (full != NULL) {
+                bo__scheduled_task__free_unpacked(full, NULL);
+            }
+            return bo_errf(r->err, BO_ECORRUPT, "snapshot task %llu: cannot decode",
+                           (unsigned long long)n);
+        }
+        int rc = encode_partial_task(full, &r->tmp);
+        bo__scheduled_task__free_unpacked(full, NULL);
+        if (rc != BO_OK) {
+            return bo_errf(r->err, BO_ENOMEM, "restore: out of memory");
+        }
+        p = r->tmp.data;
+        len = r->tmp.len;
+    }
+    struct restore_cfg *cfg = &r->cfgs[config_index];
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(&r->c, S_TASK_INSERT, &s, r->err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_text(s, 1, t.task_id, (int)t.task_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, cfg->job_id);
+    sqlite3_bind_int(s, 3, t.instance_id);
+    sqlite3_bind_int(s, 4, t.status);
+    sqlite3_bind_text(s, 5, t.host, (int)t.host_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, cfg->id);
+    bind_blob(s, 7, p, len);
+    rc = step_done(&r->c, s, r->err, "insert task");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    cfg->by_status[t.status]++;
+    r->n_tasks++;
+    return BO_OK;
+}
+
+/* Task references and counts, added in bulk once all tasks are in. */
+static int restore_task_refs(struct restore *r)
+{
+    if (r->refs_done) {
+        return BO_OK;
+    }
+    r->refs_done = true;
+    for (size_t i = 0; i < r->n_cfgs; i++) {
+        const struct restore_cfg *cfg = &r->cfgs[i];
+        int64_t total = 0;
+        for (int status = 0; status < 19; status++) {
+            if (cfg->by_status[status] == 0) {
+                continue;
+            }
+            total += cfg->by_status[status];
+            int rc = counts_add(&r->c, cfg->job_id, status, cfg->by_status[status], r->err);
+            if (rc != BO_OK) {
+                return rc;
+            }
+        }
+        if (total > 0) {
+            int rc = config_ref(&r->c, cfg->id, total, total, r->err);
+            if (rc != BO_OK) {
+                return rc;
+            }
+        }
+    }
+    return BO_OK;
+}
+
+static int restore_invalid(struct restore *r, const char *what, size_t i, const char *why)
+{
+    return bo_errf(r->err, BO_ECORRUPT, "snapshot %s %zu: %s", what, i, why);
+}
+
+static int restore_rest(void *data, const Bo__Snapshot *snap)
+{
+    struct restore *r = data;
+    struct bo_store *st = r->st;
+    struct conn *c = &r->c;
+    char why[384];
+    int rc = restore_task_refs(r);
+    for (size_t i = 0; i < snap->n_host_attributes && rc == BO_OK; i++) {
+        const Bo__HostAttributes *h = snap->host_attributes[i];
+        rc = check_host_attributes(h, why, sizeof(why))
+                 ? save_host(st, c, h, r->err)
+                 : restore_invalid(r, "host attributes", i, why);
+    }
+    for (size_t i = 0; i < snap->n_cron_jobs && rc == BO_OK; i++) {
+        const Bo__JobConfiguration *jc = snap->cron_jobs[i];
+        rc = check_cron_job(jc, why, sizeof(why)) ? save_cron_job(st, c, jc, r->err)
+                                                  : restore_invalid(r, "cron job", i, why);
+    }
+    for (size_t i = 0; i < snap->n_quotas && rc == BO_OK; i++) {
+        const Bo__QuotaConfiguration *q = snap->quotas[i];
+        rc = q != NULL && !str_empty(q->role) ? save_quota(st, c, q->role, q->quota, r->err)
+                                              : restore_invalid(r, "quota", i, "empty role");
+    }
+    for (size_t i = 0; i < snap->n_job_updates && rc == BO_OK; i++) {
+        const Bo__JobUpdateDetails *d = snap->job_updates[i];
+        if (d == NULL || !check_job_update(d->update, why, sizeof(why))) {
+            rc = restore_invalid(r, "job update", i, d == NULL ? "missing" : why);
+            break;
+        }
+        rc = save_job_update(st, c, d->update, r->err);
+        int64_t row = 0;
+        if (rc == BO_OK) {
+            rc = update_find(c, d->update->summary->key, &row, NULL, r->err);
+        }
+        for (size_t j = 0; j < d->n_update_events && rc == BO_OK; j++) {
+            const Bo__JobUpdateEvent *e = d->update_events[j];
+            rc = e == NULL ? restore_invalid(r, "job update", i, "missing event")
+                           : append_event(st, c, row, false, &e->base, e->timestamp_ms,
+                                          (int)e->status, r->err);
+        }
+        for (size_t j = 0; j < d->n_instance_events && rc == BO_OK; j++) {
+            const Bo__JobInstanceUpdateEvent *e = d->instance_events[j];
+            rc = e == NULL ? restore_invalid(r, "job update", i, "missing instance event")
+                           : append_event(st, c, row, true, &e->base, e->timestamp_ms, 0, r->err);
+        }
+    }
+    for (size_t i = 0; i < snap->n_maintenance_requests && rc == BO_OK; i++) {
+        const Bo__HostMaintenanceRequest *m = snap->maintenance_requests[i];
+        rc = m != NULL && !str_empty(m->host) ? save_maintenance(st, c, m, r->err)
+                                              : restore_invalid(r, "maintenance", i, "empty host");
+    }
+    if (rc == BO_OK && snap->scheduler_metadata != NULL) {
+        rc = save_metadata(st, c, snap->scheduler_metadata, r->err);
+    }
+    return rc;
+}
+
+/* Fill a fresh database at `tmp_path` from `image`. */
+static int restore_build(struct restore *r, const char *tmp_path, const uint8_t *image, size_t len,
+                         bool bare, uint64_t index)
+{
+    struct bo_err *err = r->err;
+    /* The file is thrown away on any error: no journal needed. */
+    int rc = open_conn(&r->c, tmp_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                       "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+                       " PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-65536;"
+                       " PRAGMA temp_store=MEMORY; PRAGMA threads=2;",
+                       err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = conn_exec(&r->c, "BEGIN", err, "restore");
+    if (rc == BO_OK) {
+        rc = conn_exec(&r->c, schema_tables, err, "create schema");
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct bo_snap_visitor v = {
+        .data = r, .config = restore_config, .task = restore_task, .rest = restore_rest};
+    rc = bare ? bo_snap_read_payload(image, len, &v, NULL, err)
+              : bo_snap_read(image, len, &v, NULL, err);
+    if (rc == BO_OK) {
+        rc = restore_task_refs(r);
+    }
+    if (rc == BO_OK) {
+        /* Configs of the image nothing refers to, and their jobs. */
+        rc = conn_exec(&r->c,
+                       "DELETE FROM task_configs WHERE refs <= 0;"
+                       "DELETE FROM jobs WHERE"
+                       " NOT EXISTS (SELECT 1 FROM task_configs c WHERE c.job_id = jobs.id)"
+                       " AND NOT EXISTS (SELECT 1 FROM cron_jobs c WHERE c.job_id = jobs.id)"
+                       " AND NOT EXISTS (SELECT 1 FROM job_updates u WHERE u.job_id = jobs.id);",
+                       err, "collect configs");
+    }
+    if (rc == BO_OK) {
+        rc = conn_exec(&r->c, schema_task_indexes, err, "index tasks");
+        if (rc == BO_EINVAL) {
+            rc = bo_err_wrapf(err, BO_ECORRUPT, "snapshot has duplicate task ids");
+        }
+    }
+    if (rc == BO_OK) {
+        rc = meta_put_int(&r->c, META_SCHEMA_VERSION, BO_SCHEMA_VERSION, err);
+    }
+    if (rc == BO_OK) {
+        rc = meta_put_int(&r->c, META_APPLIED_INDEX, (int64_t)index, err);
+    }
+    if (rc == BO_OK) {
+        rc = conn_exec(&r->c, "COMMIT", err, "restore");
+    }
+    return rc;
+}
+
+/* `bare`: `image` is an encoded LogEntry without the image header. */
+static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, bool bare,
+                        uint64_t index, struct bo_err *err)
+{
+    if (st->n_views > 0) {
+        return bo_errf(err, BO_EBUSY, "restore: %u read views are open", st->n_views);
+    }
+    char tmp_path[4096];
+    if (path_with_suffix(tmp_path, sizeof(tmp_path), st->path, ".restore") != BO_OK) {
+        return bo_errf(err, BO_ETOOBIG, "restore: path '%s' is too long", st->path);
+    }
+    int rc = remove_db(st->path, ".restore", err);
+    if (rc != BO_OK) {
+        return bo_err_wrapf(err, rc, "restore");
+    }
+    struct restore r = {.st = st, .err = err};
+    memo_reset(st);
+    rc = restore_build(&r, tmp_path, image, len, bare, index);
+    conn_close(&r.c, true);
+    memo_reset(st);
+    bo_free(r.cfgs);
+    bo_buf_release(&r.tmp);
+    if (rc != BO_OK) {
+        remove_db(st->path, ".restore", NULL);
+        return bo_err_wrapf(err, rc, "restore");
+    }
+
+    /* Swap files. The old WAL is discarded, not checkpointed: its content is
+     * what is being replaced. */
+    conn_close(&st->main, false);
+    if (rename(tmp_path, st->path) != 0) {
+        rc = bo_errf(err, bo_err_from_errno(errno), "restore: rename '%s': %s", tmp_path,
+                     strerror(errno));
+        remove_db(st->path, ".restore", NULL);
+        if (open_main(st, NULL) != BO_OK) {
+            bo_err_wrapf(err, rc, "and reopening the old state failed");
+        }
+        return rc;
+    }
+    rc = remove_file(st->path, "-wal", err);
+    if (rc == BO_OK) {
+        rc = remove_file(st->path, "-shm", err);
+    }
+    if (rc == BO_OK) {
+        rc = open_main(st, err);
+    }
+    if (rc != BO_OK) {
+        return bo_err_wrapf(err, rc, "restore");
+    }
+    return BO_OK;
+}
+
+int bo_store_restore(struct bo_store *st, const uint8_t *image, size_t len, uint64_t index,
+                     struct bo_err *err)
+{
+    return restore_from(st, image, len, false, index, err);
+}
+
+int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, uint64_t index,
+                         struct bo_err *err)
+{
+    /* Find which oneof member is set without decoding a whole snapshot. */
+    struct bo_pb_reader r;
+    struct bo_pb_field f;
+    uint32_t kind = 0;
+    int rc;
+    bo_pb_reader_init(&r, data, len);
+    while ((rc = bo_pb_next(&r, &f)) == 1) {
+        if (f.number < 1 || f.number > 5) {
+            continue;
+        }
+        if ((f.number == 3) != (f.wire_type == BO_PB_VARINT) ||
+            (f.number != 3 && f.wire_type != BO_PB_LEN)) {
+            return bo_errf(err, BO_ECORRUPT, "log entry %llu: field %u has wire type %d",
+                           (unsigned long long)index, f.number, f.wire_type);
+        }
+        kind = f.number;
+    }
+    if (rc < 0) {
+        return bo_errf(err, BO_ECORRUPT, "log entry %llu: malformed at offset %zu",
+                       (unsigned long long)index, bo_pb_offset(&r));
+    }
+    switch (kind) {
+    case BO__LOG_ENTRY__ENTRY_TRANSACTION: {
+        Bo__LogEntry *e = bo__log_entry__unpack(NULL, len, data);
+        if (e == NULL || e->entry_case != BO__LOG_ENTRY__ENTRY_TRANSACTION) {
+            if (e != NULL) {
+                bo__log_entry__free_unpacked(e, NULL);
+            }
+            return bo_errf(err, BO_ECORRUPT, "log entry %llu: cannot decode transaction",
+                           (unsigned long long)index);
+        }
+        rc = bo_store_apply(st, e->transaction, index, err);
+        bo__log_entry__free_unpacked(e, NULL);
+        return rc;
+    }
+    case BO__LOG_ENTRY__ENTRY_NOOP:
+        return apply_locked(st, NULL, index, err);
+    case BO__LOG_ENTRY__ENTRY_SNAPSHOT:
+    case BO__LOG_ENTRY__ENTRY_DEDUPLICATED_SNAPSHOT:
+    case BO__LOG_ENTRY__ENTRY_COMPRESSED:
+        rc = restore_from(st, data, len, true, index, err);
+        return rc == BO_OK ? BO_OK
+                           : bo_err_wrapf(err, rc, "log entry %llu", (unsigned long long)index);
+    default:
+        return bo_errf(err, BO_ECORRUPT, "log entry %llu: no entry set", (unsigned long long)index);
+    }
+}
+
+/* ----------------------------------------------------------- queries ---- */
+
+static int sql_cat(struct bo_buf *b, const char *s)
+{
+    return bo_buf_append(b, s, strlen(s));
+}
+
+static int sql_in(struct bo_buf *b, const char *col, size_t n)
+{
+    int rc = sql_cat(b, " AND ");
+    rc = rc != BO_OK ? rc : sql_cat(b, col);
+    rc = rc != BO_OK ? rc : sql_cat(b, " IN (");
+    for (size_t i = 0; i < n && rc == BO_OK; i++) {
+        rc = sql_cat(b, i == 0 ? "?" : ", ?");
+    }
+    return rc != BO_OK ? rc : sql_cat(b, ")");
+}
+
+static bool query_needs_jobs(const struct bo_task_query *q)
+{
+    return q->role != NULL || q->environment != NULL || q->job_name != NULL || q->n_job_keys > 0;
+}
+
+/* SQL built from the set fields, values always bound, never spliced. */
+static int task_query_prepare(struct conn *c, const struct bo_task_query *q, bool count,
+                              sqlite3_stmt **out, struct bo_err *err)
+{
+    size_t params =
+        3 + q->n_job_keys * 3 + q->n_task_ids + q->n_instance_ids + q->n_statuses + q->n_hosts + 2;
+    if (params > 32766) {
+        return bo_errf(err, BO_EINVAL, "task query: too many values (%zu)", params);
+    }
+    bool jobs = !count || query_needs_jobs(q);
+    struct bo_buf b = BO_BUF_INIT;
+    int rc = sql_cat(&b, count ? "SELECT count(*) FROM tasks t"
+                               : "SELECT t.config_id, t.body FROM tasks t");
+    if (rc == BO_OK && jobs) {
+        rc = sql_cat(&b, " JOIN jobs j ON j.id = t.job_id");
+    }
+    rc = rc != BO_OK ? rc : sql_cat(&b, " WHERE 1");
+    if (rc == BO_OK && q->role != NULL) {
+        rc = sql_cat(&b, " AND j.role = ?");
+    }
+    if (rc == BO_OK && q->environment != NULL) {
+        rc = sql_cat(&b, " AND j.environment = ?");
+    }
+    if (rc == BO_OK && q->job_name != NULL) {
+        rc = sql_cat(&b, " AND j.name = ?");
+    }
+    if (rc == BO_OK && q->n_job_keys > 0) {
+        rc = sql_cat(&b, " AND (");
+        for (size_t i = 0; i < q->n_job_keys && rc == BO_OK; i++) {
+            rc = sql_cat(&b, i == 0 ? "(j.role = ? AND j.environment = ? AND j.name = ?)"
+                                    : " OR (j.role = ? AND j.environment = ? AND j.name = ?)");
+        }
+        rc = rc != BO_OK ? rc : sql_cat(&b, ")");
+    }
+    if (rc == BO_OK && q->n_task_ids > 0) {
+        rc = sql_in(&b, "t.task_id", q->n_task_ids);
+    }
+    if (rc == BO_OK && q->n_instance_ids > 0) {
+        rc = sql_in(&b, "t.instance_id", q->n_instance_ids);
+    }
+    if (rc == BO_OK && q->n_statuses > 0) {
+        rc = sql_in(&b, "t.status", q->n_statuses);
+    }
+    if (rc == BO_OK && q->n_hosts > 0) {
+        rc = sql_in(&b, "t.host", q->n_hosts);
+    }
+    if (rc == BO_OK && !count) {
+        rc = sql_cat(&b, " ORDER BY j.role, j.environment, j.name, t.instance_id, t.task_id"
+                         " LIMIT ? OFFSET ?");
+    }
+    rc = rc != BO_OK ? rc : bo_buf_append_byte(&b, '\0');
+    if (rc != BO_OK) {
+        bo_buf_release(&b);
+        return bo_errf(err, BO_ENOMEM, "task query: out of memory");
+    }
+    sqlite3_stmt *s = NULL;
+    int src = sqlite3_prepare_v2(c->db, (const char *)b.data, -1, &s, NULL);
+    bo_buf_release(&b);
+    if (src != SQLITE_OK) {
+        return sql_fail(c->db, src, err, "task query");
+    }
+    int i = 1;
+    if (q->role != NULL) {
+        bind_str(s, i++, q->role);
+    }
+    if (q->environment != NULL) {
+        bind_str(s, i++, q->environment);
+    }
+    if (q->job_name != NULL) {
+        bind_str(s, i++, q->job_name);
+    }
+    for (size_t k = 0; k < q->n_job_keys; k++) {
+        const Bo__JobKey *key = q->job_keys[k];
+        bind_str(s, i++, key != NULL ? key->role : NULL);
+        bind_str(s, i++, key != NULL ? key->environment : NULL);
+        bind_str(s, i++, key != NULL ? key->name : NULL);
+    }
+    for (size_t k = 0; k < q->n_task_ids; k++) {
+        bind_str(s, i++, q->task_ids[k]);
+    }
+    for (size_t k = 0; k < q->n_instance_ids; k++) {
+        sqlite3_bind_int(s, i++, q->instance_ids[k]);
+    }
+    for (size_t k = 0; k < q->n_statuses; k++) {
+        sqlite3_bind_int(s, i++, (int)q->statuses[k]);
+    }
+    for (size_t k = 0; k < q->n_hosts; k++) {
+        bind_str(s, i++, q->hosts[k]);
+    }
+    if (!count) {
+        sqlite3_bind_int64(s, i++, q->limit > 0 ? q->limit : -1);
+        sqlite3_bind_int64(s, i++, q->offset > 0 ? q->offset : 0);
+    }
+    *out = s;
+    return BO_OK;
+}
+
+static void task_list_detach(Bo__ScheduledTask **tasks, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (tasks[i]->assigned_task != NULL) {
+            tasks[i]->assigned_task->task = NULL;
+        }
+    }
+}
+
+int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
+                         struct bo_task_list *out, struct bo_err *err)
+{
+    *out = (struct bo_task_list){0};
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct conn *c = &st->main;
+    sqlite3_stmt *s = NULL;
+    rc = task_query_prepare(c, q, false, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct msg_vec tasks = {0};
+    struct cfg_cache cc = {0};
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        size_t len;
+        const uint8_t *body = col_blob(s, 1, &len);
+        Bo__ScheduledTask *t = bo__scheduled_task__unpack(NULL, len, body);
+        if (t == NULL || t->assigned_task == NULL) {
+            if (t != NULL) {
+                bo__scheduled_task__free_unpacked(t, NULL);
+            }
+            rc = bo_errf(err, BO_ECORRUPT, "task query: cannot decode a stored task");
+            break;
+        }
+        if (with_configs) {
+            Bo__TaskConfig *cfg;
+            rc = cfg_cache_get(c, &cc, sqlite3_column_int64(s, 0), &cfg, err);
+            if (rc != BO_OK) {
+                bo__scheduled_task__free_unpacked(t, NULL);
+                break;
+            }
+            t->assigned_task->task = cfg;
+        }
+        if (vec_push(&tasks, t) != BO_OK) {
+            t->assigned_task->task = NULL;
+            bo__scheduled_task__free_unpacked(t, NULL);
+            rc = bo_errf(err, BO_ENOMEM, "task query: out of memory");
+            break;
+        }
+    }
+    if (rc == BO_OK && step != SQLITE_DONE) {
+        rc = sql_fail(c->db, step, err, "task query");
+    }
+    sqlite3_finalize(s);
+    if (rc != BO_OK) {
+        task_list_detach((Bo__ScheduledTask **)tasks.v, tasks.n);
+        vec_release(&tasks);
+        cfg_cache_release(&cc);
+        return rc;
+    }
+    out->tasks = (Bo__ScheduledTask **)tasks.v;
+    out->n = tasks.n;
+    out->configs = cc.cfgs;
+    out->n_configs = cc.n;
+    bo_free(cc.ids);
+    return BO_OK;
+}
+
+void bo_task_list_release(struct bo_task_list *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    task_list_detach(l->tasks, l->n);
+    for (size_t i = 0; i < l->n; i++) {
+        bo__scheduled_task__free_unpacked(l->tasks[i], NULL);
+    }
+    for (size_t i = 0; i < l->n_configs; i++) {
+        bo__task_config__free_unpacked(l->configs[i], NULL);
+    }
+    bo_free(l->tasks);
+    bo_free(l->configs);
+    *l = (struct bo_task_list){0};
+}
+
+int bo_store_count_tasks(struct bo_store *st, const struct bo_task_query *q, uint64_t *count,
+                         struct bo_err *err)
+{
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = NULL;
+    rc = task_query_prepare(&st->main, q, true, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        *count = (uint64_t)sqlite3_column_int64(s, 0);
+        rc = BO_OK;
+    } else {
+        rc = sql_fail(st->main.db, step, err, "count tasks");
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* ---------------------------------------------------------- summaries ---- */
+
+static void counts_bucket(struct bo_task_counts *tc, int status, uint64_t n)
+{
+    if (status < 0 || status >= 19) {
+        return;
+    }
+    tc->by_status[status] += n;
+    switch (status) {
+    case BO__SCHEDULE_STATUS__ASSIGNED:
+    case BO__SCHEDULE_STATUS__STARTING:
+    case BO__SCHEDULE_STATUS__RUNNING:
+    case BO__SCHEDULE_STATUS__KILLING:
+    case BO__SCHEDULE_STATUS__DRAINING:
+    case BO__SCHEDULE_STATUS__RESTARTING:
+    case BO__SCHEDULE_STATUS__PREEMPTING:
+    case BO__SCHEDULE_STATUS__PARTITIONED:
+        tc->active += n;
+        break;
+    case BO__SCHEDULE_STATUS__PENDING:
+    case BO__SCHEDULE_STATUS__THROTTLED:
+    case BO__SCHEDULE_STATUS__INIT:
+        tc->pending += n;
+        break;
+    case BO__SCHEDULE_STATUS__FINISHED:
+    case BO__SCHEDULE_STATUS__KILLED:
+        tc->finished += n;
+        break;
+    case BO__SCHEDULE_STATUS__FAILED:
+    case BO__SCHEDULE_STATUS__LOST:
+        tc->failed += n;
+        break;
+    default:
+        break;
+    }
+}
+
+/* Rows (status, n) of a bound statement into `tc`. */
+static int counts_collect(struct conn *c, sqlite3_stmt *s, struct bo_task_counts *tc,
+                          struct bo_err *err)
+{
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        counts_bucket(tc, sqlite3_column_int(s, 0), (uint64_t)sqlite3_column_int64(s, 1));
+    }
+    int rc = step == SQLITE_DONE ? BO_OK : sql_fail(c->db, step, err, "task counts");
+    sqlite3_reset(s);
+    return rc;
+}
+
+static Bo__JobKey *job_key_copy(const char *role, const char *env, const char *name,
+                                struct bo_buf *tmp)
+{
+    Bo__JobKey k = BO__JOB_KEY__INIT;
+    k.role = (char *)role;
+    k.environment = (char *)env;
+    k.name = (char *)name;
+    return repack(&k.base, tmp);
+}
+
+void bo_job_summary_list_release(struct bo_job_summary_list *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->jobs[i].key != NULL) {
+            bo__job_key__free_unpacked(l->jobs[i].key, NULL);
+        }
+        bo_free(l->jobs[i].cron_schedule);
+    }
+    bo_free(l->jobs);
+    *l = (struct bo_job_summary_list){0};
+}
+
+static int job_summary_fill(struct conn *c, sqlite3_stmt *s, struct bo_job_summary *js,
+                            struct bo_buf *tmp, struct bo_err *err)
+{
+    int64_t job_id = sqlite3_column_int64(s, 0);
+    js->key = job_key_copy((const char *)sqlite3_column_text(s, 1),
+                           (const char *)sqlite3_column_text(s, 2),
+                           (const char *)sqlite3_column_text(s, 3), tmp);
+    if (js->key == NULL) {
+        return bo_errf(err, BO_ENOMEM, "job summaries: out of memory");
+    }
+    if (sqlite3_column_type(s, 4) != SQLITE_NULL) {
+        size_t len;
+        const uint8_t *body = col_blob(s, 4, &len);
+        Bo__JobConfiguration *jc = bo__job_configuration__unpack(NULL, len, body);
+        if (jc == NULL) {
+            return bo_errf(err, BO_ECORRUPT, "job summaries: cannot decode a cron job");
+        }
+        js->is_cron = true;
+        js->instance_count = jc->instance_count;
+        js->cron_schedule = bo_strdup(str_or_empty(jc->cron_schedule));
+        bo__job_configuration__free_unpacked(jc, NULL);
+        if (js->cron_schedule == NULL) {
+            return bo_errf(err, BO_ENOMEM, "job summaries: out of memory");
+        }
+    }
+    sqlite3_stmt *cs = NULL;
+    int rc = conn_stmt(c, S_JOB_COUNTS, &cs, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(cs, 1, job_id);
+    rc = counts_collect(c, cs, &js->counts, err);
+    if (rc == BO_OK && !js->is_cron) {
+        /* Aurora's getJobs: the number of active tasks (pending included). */
+        js->instance_count =
+            (int32_t)(js->counts.active + js->counts.by_status[BO__SCHEDULE_STATUS__PENDING] +
+                      js->counts.by_status[BO__SCHEDULE_STATUS__THROTTLED]);
+    }
+    return rc;
+}
+
+int bo_store_job_summaries(struct bo_store *st, const char *role, struct bo_job_summary_list *out,
+                           struct bo_err *err)
+{
+    *out = (struct bo_job_summary_list){0};
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct conn *c = &st->main;
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_JOB_SUMMARIES, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    if (role != NULL) {
+        bind_str(s, 1, role);
+    } else {
+        sqlite3_bind_null(s, 1);
+    }
+    struct bo_buf tmp = BO_BUF_INIT;
+    size_t cap = 0;
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            cap = cap == 0 ? 16 : cap * 2;
+            struct bo_job_summary *p = bo_reallocarray(out->jobs, cap, sizeof(*p));
+            if (p == NULL) {
+                rc = bo_errf(err, BO_ENOMEM, "job summaries: out of memory");
+                break;
+            }
+            out->jobs = p;
+        }
+        struct bo_job_summary *js = &out->jobs[out->n++];
+        memset(js, 0, sizeof(*js));
+        rc = job_summary_fill(c, s, js, &tmp, err);
+        if (rc != BO_OK) {
+            break;
+        }
+    }
+    if (rc == BO_OK && step != SQLITE_DONE) {
+        rc = sql_fail(c->db, step, err, "job summaries");
+    }
+    sqlite3_reset(s);
+    bo_buf_release(&tmp);
+    if (rc != BO_OK) {
+        bo_job_summary_list_release(out);
+    }
+    return rc;
+}
+
+void bo_role_summary_list_release(struct bo_role_summary_list *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        bo_free(l->roles[i].role);
+    }
+    bo_free(l->roles);
+    *l = (struct bo_role_summary_list){0};
+}
+
+int bo_store_role_summaries(struct bo_store *st, struct bo_role_summary_list *out,
+                            struct bo_err *err)
+{
+    *out = (struct bo_role_summary_list){0};
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct conn *c = &st->main;
+    sqlite3_stmt *s = NULL, *cs = NULL;
+    rc = conn_stmt(c, S_ROLES, &s, err);
+    if (rc == BO_OK) {
+        rc = conn_stmt(c, S_ROLE_COUNTS, &cs, err);
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    size_t cap = 0;
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        uint64_t jobs = (uint64_t)sqlite3_column_int64(s, 1);
+        uint64_t crons = (uint64_t)sqlite3_column_int64(s, 2);
+        if (jobs == 0 && crons == 0) {
+            continue; /* only job updates refer to this role's jobs */
+        }
+        if (out->n == cap) {
+            cap = cap == 0 ? 16 : cap * 2;
+            struct bo_role_summary *p = bo_reallocarray(out->roles, cap, sizeof(*p));
+            if (p == NULL) {
+                rc = bo_errf(err, BO_ENOMEM, "role summaries: out of memory");
+                break;
+            }
+            out->roles = p;
+        }
+        struct bo_role_summary *rs = &out->roles[out->n++];
+        memset(rs, 0, sizeof(*rs));
+        rs->role = bo_strdup(str_or_empty((const char *)sqlite3_column_text(s, 0)));
+        if (rs->role == NULL) {
+            rc = bo_errf(err, BO_ENOMEM, "role summaries: out of memory");
+            break;
+        }
+        rs->job_count = jobs;
+        rs->cron_job_count = crons;
+        bind_str(cs, 1, rs->role);
+        rc = counts_collect(c, cs, &rs->counts, err);
+        if (rc != BO_OK) {
+            break;
+        }
+    }
+    if (rc == BO_OK && step != SQLITE_DONE) {
+        rc = sql_fail(c->db, step, err, "role summaries");
+    }
+    sqlite3_reset(s);
+    if (rc != BO_OK) {
+        bo_role_summary_list_release(out);
+    }
+    return rc;
+}
+
+void bo_config_group_list_release(struct bo_config_group_list *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        struct bo_config_group *g = &l->groups[i];
+        if (g->config != NULL) {
+            bo__task_config__free_unpacked(g->config, NULL);
+        }
+        if (g->ranges != NULL) {
+            bo_free(g->ranges[0]); /* one block holds all of a group's ranges */
+        }
+        bo_free(g->ranges);
+    }
+    bo_free(l->groups);
+    *l = (struct bo_config_group_list){0};
+}
+
+/* Sorted instance ids -> closed ranges. */
+static int group_ranges(struct bo_config_group *g, const int32_t *ids, size_t n)
+{
+    size_t n_ranges = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || ids[i] > ids[i - 1] + 1) {
+            n_ranges++;
+        }
+    }
+    Bo__Range *block = bo_calloc(n_ranges, sizeof(*block));
+    g->ranges = bo_calloc(n_ranges, sizeof(*g->ranges));
+    if (block == NULL || g->ranges == NULL) {
+        bo_free(block);
+        bo_free(g->ranges);
+        g->ranges = NULL;
+        return BO_ENOMEM;
+    }
+    size_t r = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || ids[i] > ids[i - 1] + 1) {
+            bo__range__init(&block[r]);
+            block[r].first = ids[i];
+            block[r].last = ids[i];
+            g->ranges[r] = &block[r];
+            r++;
+        } else {
+            block[r - 1].last = ids[i];
+        }
+    }
+    g->n_ranges = n_ranges;
+    return BO_OK;
+}
+
+static int cmp_group(const void *a, const void *b)
+{
+    const struct bo_config_group *x = a, *y = b;
+    int32_t fx = x->ranges[0]->first, fy = y->ranges[0]->first;
+    return fx < fy ? -1 : fx > fy;
+}
+
+int bo_store_config_groups(struct bo_store *st, const Bo__JobKey *job,
+                           struct bo_config_group_list *out, struct bo_err *err)
+{
+    *out = (struct bo_config_group_list){0};
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct conn *c = &st->main;
+    int64_t job_id;
+    rc = job_find(c, job, &job_id, err);
+    if (rc == BO_ENOTFOUND) {
+        return BO_OK;
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_CONFIG_GROUPS, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, job_id);
+    int32_t *ids = NULL;
+    size_t n_ids = 0, cap_ids = 0, cap_groups = 0;
+    int64_t cur = -1;
+    struct cfg_cache cc = {0};
+    int step;
+    for (;;) {
+        step = sqlite3_step(s);
+        bool row = step == SQLITE_ROW;
+        int64_t cid = row ? sqlite3_column_int64(s, 0) : -1;
+        /* Close the current group when its config changes or rows end. */
+        if (n_ids > 0 && (!row || cid != cur)) {
+            if (out->n == cap_groups) {
+                cap_groups = cap_groups == 0 ? 4 : cap_groups * 2;
+                struct bo_config_group *p = bo_reallocarray(out->groups, cap_groups, sizeof(*p));
+                if (p == NULL) {
+                    rc = BO_ENOMEM;
+                    break;
+                }
+                out->groups = p;
+            }
+            struct bo_config_group *g = &out->groups[out->n];
+            memset(g, 0, sizeof(*g));
+            Bo__TaskConfig *cfg;
+            rc = cfg_cache_get(c, &cc, cur, &cfg, err);
+            if (rc != BO_OK) {
+                break;
+            }
+            rc = group_ranges(g, ids, n_ids);
+            if (rc != BO_OK) {
+                break;
+            }
+            out->n++;
+            n_ids = 0;
+        }
+        if (!row) {
+            break;
+        }
+        cur = cid;
+        if (n_ids == cap_ids) {
+            cap_ids = cap_ids == 0 ? 64 : cap_ids * 2;
+            int32_t *p = bo_reallocarray(ids, cap_ids, sizeof(*p));
+            if (p == NULL) {
+                rc = BO_ENOMEM;
+                break;
+            }
+            ids = p;
+        }
+        ids[n_ids++] = sqlite3_column_int(s, 1);
+    }
+    if (rc == BO_ENOMEM) {
+        rc = bo_errf(err, BO_ENOMEM, "config groups: out of memory");
+    } else if (rc == BO_OK && step != SQLITE_DONE) {
+        rc = sql_fail(c->db, step, err, "config groups");
+    }
+    sqlite3_reset(s);
+    bo_free(ids);
+    if (rc == BO_OK) {
+        /* Hand each group its own config, taken out of the cache. The groups
+         * are in config id order, like the cache. */
+        for (size_t i = 0, j = 0; i < out->n; i++, j++) {
+            out->groups[i].config = cc.cfgs[j];
+            cc.cfgs[j] = NULL;
+        }
+        cc.n = 0;
+        qsort(out->groups, out->n, sizeof(*out->groups), cmp_group);
+    }
+    cfg_cache_release(&cc);
+    if (rc != BO_OK) {
+        bo_config_group_list_release(out);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------- getters ---- */
+
+static int list_out(struct msg_vec *v, int rc, void *out, size_t *n)
+{
+    if (rc != BO_OK) {
+        vec_release(v);
+        return rc;
+    }
+    *(void ***)out = v->v;
+    *n = v->n;
+    return BO_OK;
+}
+
+int bo_store_get_cron_job(struct bo_store *st, const Bo__JobKey *key, Bo__JobConfiguration **out,
+                          struct bo_err *err)
+{
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct conn *c = &st->main;
+    int64_t job_id;
+    rc = job_find(c, key, &job_id, err);
+    sqlite3_stmt *s = NULL;
+    if (rc == BO_OK) {
+        rc = conn_stmt(c, S_CRON_GET, &s, err);
+    }
+    if (rc == BO_OK) {
+        sqlite3_bind_int64(s, 1, job_id);
+        rc = step_row(c, s, err, "get cron job");
+    }
+    if (rc == BO_ENOTFOUND) {
+        return bo_errf(err, BO_ENOTFOUND, "cron job '%s/%s/%s' not found", key->role,
+                       key->environment, key->name);
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    void *m;
+    rc = conv_cron(c, s, &m, err);
+    sqlite3_reset(s);
+    if (rc == BO_OK) {
+        *out = m;
+    }
+    return rc;
+}
+
+int bo_store_list_cron_jobs(struct bo_store *st, Bo__JobConfiguration ***out, size_t *n,
+                            struct bo_err *err)
+{
+    struct msg_vec v = {0};
+    int rc = store_usable(st, err);
+    if (rc == BO_OK) {
+        rc = list_stmt(&st->main, S_CRON_LIST, conv_cron, &v, err);
+    }
+    return list_out(&v, rc, out, n);
+}
+
+int bo_store_get_quota(struct bo_store *st, const char *role, Bo__ResourceAggregate **out,
+                       struct bo_err *err)
+{
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct conn *c = &st->main;
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_QUOTA_GET, &s, err);
+    if (rc == BO_OK) {
+        bind_str(s, 1, role);
+        rc = step_row(c, s, err, "get quota");
+    }
+    if (rc == BO_ENOTFOUND) {
+        return bo_errf(err, BO_ENOTFOUND, "quota of role '%s' not found", role);
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    void *m;
+    rc = conv_unpack(&bo__resource_aggregate__descriptor, s, 0, &m, err);
+    sqlite3_reset(s);
+    if (rc == BO_OK) {
+        *out = m;
+    }
+    return rc;
+}
+
+int bo_store_list_quotas(struct bo_store *st, Bo__QuotaConfiguration ***out, size_t *n,
+                         struct bo_err *err)
+{
+    struct msg_vec v = {0};
+    int rc = store_usable(st, err);
+    if (rc == BO_OK) {
+        rc = list_stmt(&st->main, S_QUOTA_LIST, conv_quota, &v, err);
+    }
+    return list_out(&v, rc, out, n);
+}
+
+int bo_store_get_host(struct bo_store *st, const char *host, Bo__HostAttributes **out,
+                      struct bo_err *err)
+{
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct conn *c = &st->main;
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_HOST_GET, &s, err);
+    if (rc == BO_OK) {
+        bind_str(s, 1, host);
+        rc = step_row(c, s, err, "get host");
+    }
+    if (rc == BO_ENOTFOUND) {
+        return bo_errf(err, BO_ENOTFOUND, "host '%s' not found", host);
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    void *m;
+    rc = conv_unpack(&bo__host_attributes__descriptor, s, 0, &m, err);
+    sqlite3_reset(s);
+    if (rc == BO_OK) {
+        bo_canon_host_attributes(m);
+        *out = m;
+    }
+    return rc;
+}
+
+int bo_store_list_hosts(struct bo_store *st, Bo__HostAttributes ***out, size_t *n,
+                        struct bo_err *err)
+{
+    struct msg_vec v = {0};
+    int rc = store_usable(st, err);
+    if (rc == BO_OK) {
+        rc = list_stmt(&st->main, S_HOST_LIST, conv_host, &v, err);
+    }
+    for (size_t i = 0; rc == BO_OK && i < v.n; i++) {
+        bo_canon_host_attributes(v.v[i]);
+    }
+    return list_out(&v, rc, out, n);
+}
+
+int bo_store_list_maintenance(struct bo_store *st, Bo__HostMaintenanceRequest ***out, size_t *n,
+                              struct bo_err *err)
+{
+    struct msg_vec v = {0};
+    int rc = store_usable(st, err);
+    if (rc == BO_OK) {
+        rc = list_stmt(&st->main, S_MAINT_LIST, conv_maintenance, &v, err);
+    }
+    return list_out(&v, rc, out, n);
+}
+
+int bo_store_get_job_update(struct bo_store *st, const Bo__JobUpdateKey *key,
+                            Bo__JobUpdateDetails **out, struct bo_err *err)
+{
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    if (key == NULL || key->job == NULL) {
+        return bo_errf(err, BO_EINVAL, "get job update: missing key");
+    }
+    struct conn *c = &st->main;
+    int64_t row;
+    rc = update_find(c, key, &row, NULL, err);
+    sqlite3_stmt *s = NULL;
+    if (rc == BO_OK) {
+        rc = conn_stmt(c, S_UPD_GET, &s, err);
+    }
+    if (rc == BO_OK) {
+        sqlite3_bind_int64(s, 1, row);
+        rc = step_row(c, s, err, "get job update");
+    }
+    if (rc == BO_ENOTFOUND) {
+        return bo_errf(err, BO_ENOTFOUND, "job update '%s/%s/%s/%s' not found", key->job->role,
+                       key->job->environment, key->job->name, key->id);
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    void *m;
+    rc = conv_update_read(c, s, &m, err);
+    sqlite3_reset(s);
+    if (rc == BO_OK) {
+        *out = m;
+    }
+    return rc;
+}
+
+int bo_store_list_job_updates(struct bo_store *st, const Bo__JobKey *job,
+                              Bo__JobUpdateSummary ***out, size_t *n, struct bo_err *err)
+{
+    struct msg_vec v = {0};
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct conn *c = &st->main;
+    int64_t job_id = 0;
+    if (job != NULL) {
+        rc = job_find(c, job, &job_id, err);
+        if (rc == BO_ENOTFOUND) {
+            *out = NULL;
+            *n = 0;
+            return BO_OK;
+        }
+        if (rc != BO_OK) {
+            return rc;
+        }
+    }
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_UPD_SUMMARIES, &s, err);
+    if (rc == BO_OK) {
+        if (job != NULL) {
+            sqlite3_bind_int64(s, 1, job_id);
+        } else {
+            sqlite3_bind_null(s, 1);
+        }
+        rc = collect(c, s, conv_update_summary, &v, err);
+    }
+    return list_out(&v, rc, out, n);
+}
+
+int bo_store_get_metadata(struct bo_store *st, Bo__SchedulerMetadata **out, struct bo_err *err)
+{
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = get_metadata(&st->main, out, err);
+    if (rc == BO_ENOTFOUND) {
+        return bo_errf(err, BO_ENOTFOUND, "scheduler metadata not found");
+    }
+    return rc;
+}
+
+void bo_store_free_list(void *array, size_t n)
+{
+    void **v = array;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] != NULL) {
+            protobuf_c_message_free_unpacked(v[i], NULL);
+        }
+    }
+    bo_free(array);
+}
+
+int bo_store_counts(struct bo_store *st, struct bo_store_counts *out, struct bo_err *err)
+{
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = NULL;
+    int src = sqlite3_prepare_v2(
+        st->main.db,
+        "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM tasks),"
+        " (SELECT count(*) FROM task_configs), (SELECT count(*) FROM cron_jobs),"
+        " (SELECT count(*) FROM quotas), (SELECT count(*) FROM host_attributes),"
+        " (SELECT count(*) FROM maintenance), (SELECT count(*) FROM job_updates)",
+        -1, &s, NULL);
+    if (src != SQLITE_OK) {
+        return sql_fail(st->main.db, src, err, "counts");
+    }
+    src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        uint64_t *f[] = {&out->jobs,   &out->tasks, &out->configs,     &out->cron_jobs,
+                         &out->quotas, &out->hosts, &out->maintenance, &out->job_updates};
+        for (int i = 0; i < 8; i++) {
+            *f[i] = (uint64_t)sqlite3_column_int64(s, i);
+        }
+        rc = BO_OK;
+    } else {
+        rc = sql_fail(st->main.db, src, err, "counts");
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* ------------------------------------------------------------ digest ---- */
+
+/* Every table in key order, without row ids: configs by content hash, rows
+ * that point at configs or jobs by the content they point at. The applied
+ * index is left out: it is where the state came from, not what it is. */
+static const char *const digest_sql[] = {
+    "SELECT role, environment, name FROM jobs ORDER BY 1, 2, 3",
+    "SELECT c.hash_lo, c.hash_hi, c.body, c.refs, c.task_refs, j.role, j.environment, j.name"
+    " FROM task_configs c JOIN jobs j ON j.id = c.job_id ORDER BY 1, 2, 3",
+    "SELECT t.task_id, j.role, j.environment, j.name, t.instance_id, t.status, t.host,"
+    " c.hash_lo, c.hash_hi, t.body FROM tasks t JOIN jobs j ON j.id = t.job_id"
+    " JOIN task_configs c ON c.id = t.config_id ORDER BY t.task_id",
+    "SELECT j.role, j.environment, j.name, n.status, n.n FROM job_counts n"
+    " JOIN jobs j ON j.id = n.job_id ORDER BY 1, 2, 3, 4",
+    "SELECT j.role, j.environment, j.name, c.hash_lo, c.hash_hi, cj.body FROM cron_jobs cj"
+    " JOIN jobs j ON j.id = cj.job_id JOIN task_configs c ON c.id = cj.config_id"
+    " ORDER BY 1, 2, 3",
+    "SELECT role, body FROM quotas ORDER BY role",
+    "SELECT host, mode, slave_id, body FROM host_attributes ORDER BY host",
+    "SELECT host, body FROM maintenance ORDER BY host",
+    "SELECT j.role, j.environment, j.name, u.update_id, u.body, u.status, u.created_ms,"
+    " u.last_event_ms, u.last_modified_ms FROM job_updates u JOIN jobs j ON j.id = u.job_id"
+    " ORDER BY 1, 2, 3, 4",
+    "SELECT j.role, j.environment, j.name, u.update_id, k.kind, k.position, c.hash_lo,"
+    " c.hash_hi FROM job_update_configs k JOIN job_updates u ON u.id = k.update_row"
+    " JOIN jobs j ON j.id = u.job_id JOIN task_configs c ON c.id = k.config_id"
+    " ORDER BY 1, 2, 3, 4, 5, 6",
+    "SELECT j.role, j.environment, j.name, u.update_id, e.seq, e.ts, e.body"
+    " FROM job_update_events e JOIN job_updates u ON u.id = e.update_row"
+    " JOIN jobs j ON j.id = u.job_id ORDER BY 1, 2, 3, 4, 5",
+    "SELECT j.role, j.environment, j.name, u.update_id, e.seq, e.ts, e.body"
+    " FROM job_instance_events e JOIN job_updates u ON u.id = e.update_row"
+    " JOIN jobs j ON j.id = u.job_id ORDER BY 1, 2, 3, 4, 5",
+    "SELECT key, value FROM meta WHERE key <> '" META_APPLIED_INDEX "' ORDER BY key",
+};
+
+/* Values are framed (type, length) so no two dumps run together alike; the
+ * dump is hashed in chunks, each chunk's hash leading the next. */
+struct digest {
+    struct bo_buf b;
+};
+
+static int digest_flush(struct digest *d, bool force)
+{
+    if (!force && d->b.len < (1u << 20)) {
+        return BO_OK;
+    }
+    uint64_t h = bo_hash64(d->b.data, d->b.len);
+    d->b.len = 0;
+    return bo_pb_put_varint(&d->b, h);
+}
+
+static int digest_row(struct digest *d, sqlite3_stmt *s)
+{
+    int rc = BO_OK;
+    int n = sqlite3_column_count(s);
+    for (int i = 0; i < n && rc == BO_OK; i++) {
+        int type = sqlite3_column_type(s, i);
+        rc = bo_buf_append_byte(&d->b, (uint8_t)type);
+        if (rc != BO_OK) {
+            break;
+        }
+        if (type == SQLITE_INTEGER) {
+            rc = bo_pb_put_varint(&d->b, (uint64_t)sqlite3_column_int64(s, i));
+        } else if (type != SQLITE_NULL) {
+            size_t len;
+            const uint8_t *p =
+                type == SQLITE_TEXT ? sqlite3_column_text(s, i) : sqlite3_column_blob(s, i);
+            len = (size_t)sqlite3_column_bytes(s, i);
+            rc = bo_pb_put_varint(&d->b, len);
+            if (rc == BO_OK) {
+                rc = bo_buf_append(&d->b, p, len);
+            }
+        }
+    }
+    return rc != BO_OK ? rc : digest_flush(d, false);
+}
+
+int bo_store_digest(struct bo_store *st, uint64_t *digest, struct bo_err *err)
+{
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct digest d = {BO_BUF_INIT};
+    for (size_t t = 0; t < sizeof(digest_sql) / sizeof(digest_sql[0]) && rc == BO_OK; t++) {
+        sqlite3_stmt *s = NULL;
+        int src = sqlite3_prepare_v2(st->main.db, digest_sql[t], -1, &s, NULL);
+        if (src != SQLITE_OK) {
+            rc = sql_fail(st->main.db, src, err, "digest");
+            break;
+        }
+        rc = bo_pb_put_varint(&d.b, t);
+        while (rc == BO_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
+            rc = digest_row(&d, s);
+        }
+        if (rc == BO_OK && src != SQLITE_DONE) {
+            rc = sql_fail(st->main.db, src, err, "digest");
+        } else if (rc != BO_OK && rc != BO_EIO) {
+            rc = bo_errf(err, rc, "digest: %s", bo_strerror(rc));
+        }
+        sqlite3_finalize(s);
+    }
+    if (rc == BO_OK) {
+        *digest = bo_hash64(d.b.data, d.b.len);
+    }
+    bo_buf_release(&d.b);
+    return rc;
+}

@@ -70,7 +70,8 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
 uint64_t bo_store_applied_index(const struct bo_store *st);
 
 /* Replace the whole state with an image's content; `index` becomes the
- * applied index. On error the previous state is kept. */
+ * applied index. On error the previous state is kept. BO_EBUSY while a read
+ * view is open (the view reads the file being replaced). */
 int bo_store_restore(struct bo_store *st, const uint8_t *image, size_t len, uint64_t index,
                      struct bo_err *err);
 
@@ -115,24 +116,30 @@ struct bo_task_query {
     int64_t limit;
 };
 
+/* Tasks with equal configs share one config struct (Aurora's interning), so
+ * a list is freed only as a whole with bo_task_list_release. */
 struct bo_task_list {
     Bo__ScheduledTask **tasks; /* each with its config unless asked without */
     size_t n;
+    /* private: the distinct configs the tasks point to */
+    Bo__TaskConfig **configs;
+    size_t n_configs;
 };
 
 int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
                          struct bo_task_list *out, struct bo_err *err);
+/* Counts every match: offset and limit are ignored. */
 int bo_store_count_tasks(struct bo_store *st, const struct bo_task_query *q, uint64_t *count,
                          struct bo_err *err);
 void bo_task_list_release(struct bo_task_list *l);
 
 /* Task counts by status, Aurora's JobStats grouping. */
 struct bo_task_counts {
-    uint64_t active;   /* ASSIGNED, STARTING, RUNNING, KILLING, DRAINING, RESTARTING,
-                          PREEMPTING, PARTITIONED */
-    uint64_t pending;  /* PENDING, THROTTLED, INIT */
-    uint64_t finished; /* FINISHED, KILLED */
-    uint64_t failed;   /* FAILED, LOST */
+    uint64_t active;        /* ASSIGNED, STARTING, RUNNING, KILLING, DRAINING, RESTARTING,
+                               PREEMPTING, PARTITIONED */
+    uint64_t pending;       /* PENDING, THROTTLED, INIT */
+    uint64_t finished;      /* FINISHED, KILLED */
+    uint64_t failed;        /* FAILED, LOST */
     uint64_t by_status[19]; /* indexed by Bo__ScheduleStatus value */
 };
 
@@ -140,8 +147,8 @@ struct bo_job_summary {
     Bo__JobKey *key;
     struct bo_task_counts counts;
     bool is_cron;
-    char *cron_schedule;       /* NULL unless is_cron */
-    int32_t instance_count;    /* distinct active instances, or the cron job's count */
+    char *cron_schedule;    /* NULL unless is_cron */
+    int32_t instance_count; /* distinct active instances, or the cron job's count */
 };
 
 struct bo_job_summary_list {
