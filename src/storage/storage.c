@@ -1,2 +1,1102 @@
-/* storage.c: implemented in progress */
+/*
+ * storage.c - the store as the state machine of a raft log.
+ *
+ * Happy path. bo_storage_open() rebuilds the SQLite cache from scratch: raft
+ * loads its last snapshot (fsm_restore) and its log; committed entries are
+ * applied to the store as raft commits them (fsm_apply). A single voter
+ * elects itself at once. When this replica becomes leader it first commits a
+ * barrier, so every entry of earlier terms is applied before the owner is told
+ * it leads (Aurora appended a noop before reading its log for the same reason).
+ * A write is validated against the store, encoded as one bo.LogEntry and given
+ * to raft_apply; its callback fires when the entry is committed and applied.
+ *
+ * Snapshots use raft's asynchronous hooks (fsm version 3): fsm_snapshot pins a
+ * read view of the store on the loop thread, fsm_snapshot_async exports the
+ * view into an image on raft's worker thread while the loop keeps applying
+ * writes, fsm_snapshot_finalize releases it on the loop. Backups build an image
+ * the same way on libuv's thread pool and write it to the backup directory.
+ *
+ * Failure modes.
+ * - Raft cannot load its data directory (a corrupt or truncated segment,
+ *   metadata or snapshot file): raft_start fails and so does open, with raft's
+ *   message; auto-recovery is off so raft reports corruption, never repairs it
+ *   by dropping entries.
+ * - A snapshot image that fails its checksum at restore: fsm_restore fails,
+ *   and so does open, with the store's message naming the offset.
+ * - An append fails (disk full): raft fails the pending writes; their callbacks
+ *   get BO_EIO/BO_ENOSPC and nothing was acknowledged.
+ * - A committed entry the store rejects deterministically (BO_EINVAL): every
+ *   replica rejects it the same way; the write's callback gets the error.
+ * - A committed entry the store cannot apply for environmental reasons
+ *   (SQLite I/O, out of memory): the store no longer follows the log, so
+ *   fatal_cb is called; the owner must stop. Nothing acknowledged is lost:
+ *   the log still has the entry and a restart applies it again.
+ */
 #include "storage/storage.h"
+
+#include <assert.h>
+#include <limits.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "storage/backup.h"
+#include "storage/snapshot.h"
+
+#define ROLE_POLL_MS 10
+
+struct write_impl {
+    struct raft_apply apply;
+    struct bo_storage_write *req;
+    uint64_t start_ns;
+};
+
+struct image_job {
+    uv_work_t work;
+    struct bo_storage *s;
+    struct bo_store_view *view;
+    bool dedup;
+    enum bo_codec codec;
+    int level;
+    int64_t now_ms;
+    char name[BO_BACKUP_NAME_MAX];
+    int rv;
+    struct bo_err err;
+    bo_storage_done_cb cb;
+    void *data;
+};
+
+struct bo_storage {
+    uv_loop_t *loop;
+    struct bo_storage_config cfg;
+    char *data_dir;
+    char *address;
+    char *backup_dir;
+    char db_path[PATH_MAX];
+    char staged_path[PATH_MAX];
+
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+    bool raft_started;
+
+    struct bo_store *store;
+
+    uv_timer_t role_timer;
+    uv_timer_t backup_timer;
+    enum bo_storage_role role;
+    bool barrier_pending;
+    struct raft_barrier barrier;
+
+    /* The snapshot raft is taking: set by fsm_snapshot on the loop, used by
+     * fsm_snapshot_async on a worker, released by fsm_snapshot_finalize. */
+    struct bo_store_view *snap_view;
+    struct bo_buf snap_image;
+    struct raft_buffer *snap_bufs;
+    uint64_t snap_start_ns;
+    int snap_rv;
+    char snap_errmsg[BO_ERR_MSG_SIZE];
+
+    /* A snapshot asked for on demand. */
+    bool snap_now_pending;
+    bo_storage_done_cb snap_now_cb;
+    void *snap_now_data;
+    struct bo_storage_write snap_now_write;
+
+    struct image_job *backup;
+
+    struct bo_store *staged;
+    struct bo_storage_write *recovery_write;
+    bo_storage_done_cb recovery_cb;
+    void *recovery_data;
+
+    struct bo_err apply_err; /* message of the last rejected entry */
+    struct bo_err restore_err;
+    bool fatal;
+
+    struct bo_storage_stats stats;
+
+    bool closing;
+    int closing_pending;
+    bo_storage_close_cb close_cb;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int from_raft(int rv)
+{
+    switch (rv) {
+    case 0:
+        return BO_OK;
+    case RAFT_NOMEM:
+        return BO_ENOMEM;
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+        return BO_ENOTLEADER;
+    case RAFT_SHUTDOWN:
+    case RAFT_CANCELED:
+        return BO_ECANCELED;
+    case RAFT_CORRUPT:
+        return BO_ECORRUPT;
+    case RAFT_NOSPACE:
+        return BO_ENOSPC;
+    case RAFT_BUSY:
+        return BO_EBUSY;
+    case RAFT_TOOBIG:
+        return BO_ETOOBIG;
+    default:
+        return BO_EIO;
+    }
+}
+
+void bo_storage_config_init(struct bo_storage_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->id = 1;
+    cfg->snapshot_threshold = 8192;
+    cfg->snapshot_trailing = 1024;
+    cfg->snapshot_dedup = true;
+    cfg->snapshot_codec = BO_CODEC_ZSTD;
+    cfg->backup_interval_ms = 3600 * 1000;
+    cfg->max_saved_backups = 48;
+    cfg->election_timeout_ms = 1000;
+    cfg->heartbeat_timeout_ms = 100;
+}
+
+/* ---------------------------------------------------------------- fsm ---- */
+
+static void fatal(struct bo_storage *s, int code, const char *msg)
+{
+    if (s->fatal) {
+        return;
+    }
+    s->fatal = true;
+    bo_error("storage: fatal: %s", msg);
+    if (s->cfg.fatal_cb != NULL) {
+        s->cfg.fatal_cb(s, code, msg, s->cfg.data);
+    }
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct bo_storage *s = fsm->data;
+    struct bo_err err = BO_ERR_INIT;
+    uint64_t index = raft_last_applied(&s->raft) + 1;
+    int rv = bo_store_apply_entry(s->store, buf->base, buf->len, index, &err);
+    s->stats.entries_applied++;
+    if (rv != BO_OK) {
+        s->apply_err = err;
+        if (rv != BO_EINVAL && rv != BO_ECORRUPT) {
+            char msg[BO_ERR_MSG_SIZE + 64];
+            snprintf(msg, sizeof(msg), "apply entry %llu: %s", (unsigned long long)index,
+                     bo_err_msg(&err, rv));
+            fatal(s, rv, msg);
+        }
+    }
+    /* Raft stops applying if the fsm fails, so the outcome travels in result. */
+    *result = (void *)(intptr_t)rv;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct bo_storage *s = fsm->data;
+    struct bo_err err = BO_ERR_INIT;
+    int rv = bo_store_restore(s->store, buf->base, buf->len, 0, &err);
+    if (rv != BO_OK) {
+        bo_err_wrapf(&err, rv, "restore snapshot");
+        s->restore_err = err;
+        bo_error("storage: %s", err.msg);
+        return rv == BO_ENOMEM ? RAFT_NOMEM : RAFT_CORRUPT;
+    }
+    raft_free(buf->base);
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct bo_storage *s = fsm->data;
+    if (s->snap_view != NULL || s->closing) {
+        return RAFT_BUSY;
+    }
+    struct bo_err err = BO_ERR_INIT;
+    int rv = bo_store_view_open(s->store, &s->snap_view, &err);
+    if (rv != BO_OK) {
+        bo_warn("storage: snapshot: %s", bo_err_msg(&err, rv));
+        return RAFT_BUSY;
+    }
+    s->snap_start_ns = now_ns();
+    s->snap_rv = BO_OK;
+    s->snap_errmsg[0] = '\0';
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+/* Builds an image from a pinned view. Runs on a worker thread; touches only
+ * the view and the output. */
+static int build_image(struct bo_store_view *view, bool dedup, enum bo_codec codec, int level,
+                       int64_t now, struct bo_buf *image, struct bo_snap_stats *stats,
+                       struct bo_err *err)
+{
+    struct bo_snap_writer *w;
+    int rv = bo_snap_writer_new(dedup, codec, level, &w);
+    if (rv != BO_OK) {
+        return bo_errf(err, rv, "snapshot writer: %s", bo_strerror(rv));
+    }
+    rv = bo_store_view_export(view, w, now, err);
+    if (rv == BO_OK) {
+        rv = bo_snap_writer_finish(w, image, stats, err);
+    }
+    bo_snap_writer_free(w);
+    return rv;
+}
+
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct bo_storage *s = fsm->data;
+    struct bo_err err = BO_ERR_INIT;
+    struct bo_snap_stats stats;
+    int rv = build_image(s->snap_view, s->cfg.snapshot_dedup, s->cfg.snapshot_codec,
+                         s->cfg.snapshot_level, wall_ms(), &s->snap_image, &stats, &err);
+    if (rv == BO_OK) {
+        s->snap_bufs = raft_malloc(sizeof(*s->snap_bufs));
+        if (s->snap_bufs == NULL) {
+            rv = bo_errf(&err, BO_ENOMEM, "snapshot buffers");
+        }
+    }
+    if (rv != BO_OK) {
+        s->snap_rv = rv;
+        snprintf(s->snap_errmsg, sizeof(s->snap_errmsg), "%s", bo_err_msg(&err, rv));
+        return rv == BO_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    s->snap_bufs[0].base = s->snap_image.data;
+    s->snap_bufs[0].len = s->snap_image.len;
+    *bufs = s->snap_bufs;
+    *n_bufs = 1;
+    return 0;
+}
+
+static void finish_snapshot_now(struct bo_storage *s, int status, const char *msg)
+{
+    if (!s->snap_now_pending) {
+        return;
+    }
+    s->snap_now_pending = false;
+    raft_set_snapshot_threshold(&s->raft, s->cfg.snapshot_threshold);
+    if (s->snap_now_cb != NULL) {
+        s->snap_now_cb(s, status, msg, s->snap_now_data);
+    }
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct bo_storage *s = fsm->data;
+    double secs = (double)(now_ns() - s->snap_start_ns) / 1e9;
+    uint64_t bytes = s->snap_image.len;
+    if (s->snap_bufs != NULL) {
+        raft_free(s->snap_bufs);
+        s->snap_bufs = NULL;
+    }
+    bo_buf_release(&s->snap_image);
+    *bufs = NULL;
+    *n_bufs = 0;
+    if (s->snap_view != NULL) {
+        bo_store_view_close(s->snap_view);
+        s->snap_view = NULL;
+    }
+    if (s->snap_rv == BO_OK) {
+        s->stats.snapshots_taken++;
+        s->stats.last_snapshot_bytes = bytes;
+        s->stats.last_snapshot_seconds = secs;
+        bo_info("storage: snapshot at %llu: %llu bytes in %.3f s",
+                (unsigned long long)raft_last_applied(&s->raft), (unsigned long long)bytes, secs);
+        finish_snapshot_now(s, BO_OK, "snapshot taken");
+    } else {
+        bo_warn("storage: snapshot failed: %s", s->snap_errmsg);
+        finish_snapshot_now(s, s->snap_rv, s->snap_errmsg);
+    }
+    return 0;
+}
+
+/* -------------------------------------------------------------- roles ---- */
+
+static void set_role(struct bo_storage *s, enum bo_storage_role role)
+{
+    if (s->role == role) {
+        return;
+    }
+    s->role = role;
+    if (s->cfg.role_cb != NULL && !s->closing) {
+        s->cfg.role_cb(s, role, s->cfg.data);
+    }
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct bo_storage *s = req->data;
+    s->barrier_pending = false;
+    if (status == 0 && raft_state(&s->raft) == RAFT_LEADER) {
+        set_role(s, BO_ROLE_LEADER);
+    }
+}
+
+static void role_timer_cb(uv_timer_t *t)
+{
+    struct bo_storage *s = t->data;
+    int state = raft_state(&s->raft);
+    if (state == RAFT_LEADER) {
+        if (s->role != BO_ROLE_LEADER && !s->barrier_pending) {
+            s->barrier.data = s;
+            if (raft_barrier(&s->raft, &s->barrier, barrier_cb) == 0) {
+                s->barrier_pending = true;
+            }
+        }
+        return;
+    }
+    set_role(s, state == RAFT_FOLLOWER    ? BO_ROLE_FOLLOWER
+                : state == RAFT_CANDIDATE ? BO_ROLE_CANDIDATE
+                                          : BO_ROLE_UNAVAILABLE);
+}
+
+enum bo_storage_role bo_storage_role(const struct bo_storage *s)
+{
+    return s->role;
+}
+
+void bo_storage_leader(const struct bo_storage *s, uint64_t *id, const char **address)
+{
+    raft_id lid = 0;
+    const char *addr = NULL;
+    raft_leader((struct raft *)&s->raft, &lid, &addr);
+    if (id != NULL) {
+        *id = lid;
+    }
+    if (address != NULL) {
+        *address = addr;
+    }
+}
+
+struct bo_store *bo_storage_store(struct bo_storage *s)
+{
+    return s->store;
+}
+
+/* -------------------------------------------------------------- writes ---- */
+
+static int not_leader(struct bo_storage *s, struct bo_err *err)
+{
+    uint64_t id;
+    const char *addr;
+    bo_storage_leader(s, &id, &addr);
+    if (s->role != BO_ROLE_LEADER && id == s->cfg.id) {
+        return bo_errf(err, BO_ENOLEADER, "this replica was just elected and is catching up");
+    }
+    if (id == 0 || addr == NULL) {
+        return bo_errf(err, BO_ENOLEADER, "no leader");
+    }
+    return bo_errf(err, BO_ENOTLEADER, "not the leader; leader is %llu at '%s'",
+                   (unsigned long long)id, addr);
+}
+
+static void record_latency(struct bo_storage *s, uint64_t start_ns)
+{
+    uint64_t us = (now_ns() - start_ns) / 1000;
+    s->stats.commit_latency_us_sum += us;
+    size_t i = 0;
+    uint64_t bound = 100;
+    while (i < 15 && us > bound) {
+        bound *= 2;
+        i++;
+    }
+    s->stats.commit_latency_us_buckets[i]++;
+}
+
+static void apply_cb(struct raft_apply *apply, int status, void *result)
+{
+    struct write_impl *impl = apply->data;
+    struct bo_storage_write *req = impl->req;
+    struct bo_storage *s = req->s;
+    int rv = status != 0 ? from_raft(status) : (int)(intptr_t)result;
+    const char *msg = NULL;
+    char buf[BO_ERR_MSG_SIZE];
+    if (status != 0) {
+        snprintf(buf, sizeof(buf), "log append: %s", raft_strerror(status));
+        msg = buf;
+    } else if (rv != BO_OK) {
+        msg = bo_err_msg(&s->apply_err, rv);
+    } else {
+        req->index = raft_last_applied(&s->raft);
+    }
+    if (rv == BO_OK) {
+        s->stats.writes_committed++;
+        record_latency(s, impl->start_ns);
+    } else {
+        s->stats.writes_failed++;
+    }
+    bo_free(impl);
+    req->impl = NULL;
+    req->cb(req, rv, msg);
+}
+
+/* Raft's segment format stores entry payloads padded to 8 bytes and trusts
+ * their lengths to be multiples of 8. An encoded LogEntry gets a trailing
+ * `padding` field (number 15, length-delimited) of the right size: a field
+ * header is two bytes, so a shortfall of 1 takes 9. */
+static size_t padding_for(size_t len)
+{
+    size_t pad = (8 - len % 8) % 8;
+    return pad == 1 ? 9 : pad;
+}
+
+static void put_padding(uint8_t *p, size_t pad)
+{
+    if (pad == 0) {
+        return;
+    }
+    p[0] = (15 << 3) | 2;
+    p[1] = (uint8_t)(pad - 2);
+    memset(p + 2, 0, pad - 2);
+}
+
+static int submit(struct bo_storage *s, struct bo_storage_write *req, struct raft_buffer *buf,
+                  bo_storage_write_cb cb, struct bo_err *err)
+{
+    struct write_impl *impl = bo_malloc(sizeof(*impl));
+    if (impl == NULL) {
+        raft_free(buf->base);
+        return bo_errf(err, BO_ENOMEM, "write: out of memory");
+    }
+    impl->req = req;
+    impl->start_ns = now_ns();
+    impl->apply.data = impl;
+    req->s = s;
+    req->cb = cb;
+    req->index = 0;
+    req->impl = impl;
+    int rv = raft_apply(&s->raft, &impl->apply, buf, 1, apply_cb);
+    if (rv != 0) {
+        raft_free(buf->base);
+        bo_free(impl);
+        req->impl = NULL;
+        if (rv == RAFT_NOTLEADER) {
+            return not_leader(s, err);
+        }
+        return bo_errf(err, from_raft(rv), "log append: %s", raft_errmsg(&s->raft));
+    }
+    return BO_OK;
+}
+
+static int check_writable(struct bo_storage *s, struct bo_err *err)
+{
+    if (s->closing) {
+        return bo_errf(err, BO_ESHUTDOWN, "storage is closing");
+    }
+    if (s->fatal) {
+        return bo_errf(err, BO_EIO, "storage stopped after a fatal error");
+    }
+    if (s->role != BO_ROLE_LEADER) {
+        return not_leader(s, err);
+    }
+    return BO_OK;
+}
+
+int bo_storage_write(struct bo_storage *s, struct bo_storage_write *req, const Bo__Transaction *txn,
+                     bo_storage_write_cb cb, struct bo_err *err)
+{
+    int rv = check_writable(s, err);
+    if (rv != BO_OK) {
+        return rv;
+    }
+    rv = bo_store_validate(s->store, txn, err);
+    if (rv != BO_OK) {
+        return rv;
+    }
+    Bo__LogEntry entry = BO__LOG_ENTRY__INIT;
+    entry.entry_case = BO__LOG_ENTRY__ENTRY_TRANSACTION;
+    entry.transaction = (Bo__Transaction *)txn;
+    size_t len = protobuf_c_message_get_packed_size(&entry.base);
+    size_t pad = padding_for(len);
+    struct raft_buffer buf = {.base = raft_malloc(len + pad), .len = len + pad};
+    if (buf.base == NULL) {
+        return bo_errf(err, BO_ENOMEM, "write: out of memory");
+    }
+    protobuf_c_message_pack(&entry.base, buf.base);
+    put_padding((uint8_t *)buf.base + len, pad);
+    return submit(s, req, &buf, cb, err);
+}
+
+int bo_storage_write_entry(struct bo_storage *s, struct bo_storage_write *req, const uint8_t *entry,
+                           size_t len, bo_storage_write_cb cb, struct bo_err *err)
+{
+    int rv = check_writable(s, err);
+    if (rv != BO_OK) {
+        return rv;
+    }
+    size_t pad = padding_for(len);
+    struct raft_buffer buf = {.base = raft_malloc(len + pad), .len = len + pad};
+    if (buf.base == NULL) {
+        return bo_errf(err, BO_ENOMEM, "write: out of memory");
+    }
+    memcpy(buf.base, entry, len);
+    put_padding((uint8_t *)buf.base + len, pad);
+    return submit(s, req, &buf, cb, err);
+}
+
+/* ---------------------------------------------------- snapshot on demand ---- */
+
+static void snap_now_noop_cb(struct bo_storage_write *req, int status, const char *msg)
+{
+    struct bo_storage *s = req->data;
+    if (status != BO_OK) {
+        finish_snapshot_now(s, status, msg);
+    }
+    /* Otherwise fsm_snapshot_finalize reports. */
+}
+
+int bo_storage_snapshot_now(struct bo_storage *s, bo_storage_done_cb cb, void *data,
+                            struct bo_err *err)
+{
+    if (s->snap_now_pending) {
+        return bo_errf(err, BO_EBUSY, "a snapshot is already being taken");
+    }
+    /* Raft snapshots when the entries since the last one reach the threshold;
+     * lowering it to one and committing a noop takes one now. */
+    static const uint8_t noop[] = {0x18, 0x01}; /* LogEntry{noop: true} */
+    s->snap_now_write.data = s;
+    s->snap_now_pending = true;
+    s->snap_now_cb = cb;
+    s->snap_now_data = data;
+    raft_set_snapshot_threshold(&s->raft, 1);
+    int rv =
+        bo_storage_write_entry(s, &s->snap_now_write, noop, sizeof(noop), snap_now_noop_cb, err);
+    if (rv != BO_OK) {
+        s->snap_now_pending = false;
+        raft_set_snapshot_threshold(&s->raft, s->cfg.snapshot_threshold);
+    }
+    return rv;
+}
+
+/* --------------------------------------------------------------- backups ---- */
+
+static void maybe_finish_close(struct bo_storage *s);
+
+static void backup_work(uv_work_t *work)
+{
+    struct image_job *job = work->data;
+    struct bo_buf image = BO_BUF_INIT;
+    job->rv = build_image(job->view, job->dedup, job->codec, job->level, job->now_ms, &image, NULL,
+                          &job->err);
+    if (job->rv == BO_OK) {
+        job->rv = bo_backup_write(job->s->backup_dir, job->name, image.data, image.len, &job->err);
+    }
+    if (job->rv == BO_OK) {
+        job->rv = bo_backup_prune(job->s->backup_dir, job->s->cfg.max_saved_backups, &job->err);
+    }
+    bo_buf_release(&image);
+}
+
+static void backup_after_work(uv_work_t *work, int status)
+{
+    struct image_job *job = work->data;
+    struct bo_storage *s = job->s;
+    bo_store_view_close(job->view);
+    s->backup = NULL;
+    if (status == UV_ECANCELED) {
+        job->rv = bo_errf(&job->err, BO_ECANCELED, "backup canceled");
+    }
+    if (job->rv == BO_OK) {
+        s->stats.backups_written++;
+        bo_info("storage: backup '%s' written", job->name);
+    } else {
+        s->stats.backups_failed++;
+        bo_warn("storage: backup failed: %s", bo_err_msg(&job->err, job->rv));
+    }
+    if (job->cb != NULL) {
+        job->cb(s, job->rv, job->rv == BO_OK ? job->name : bo_err_msg(&job->err, job->rv),
+                job->data);
+    }
+    bo_free(job);
+    if (s->closing) {
+        maybe_finish_close(s);
+    }
+}
+
+int bo_storage_backup_now(struct bo_storage *s, bo_storage_done_cb cb, void *data,
+                          struct bo_err *err)
+{
+    if (s->backup_dir == NULL) {
+        return bo_errf(err, BO_EINVAL, "no backup directory configured");
+    }
+    if (s->closing) {
+        return bo_errf(err, BO_ESHUTDOWN, "storage is closing");
+    }
+    if (s->backup != NULL) {
+        return bo_errf(err, BO_EBUSY, "a backup is already being written");
+    }
+    struct image_job *job = bo_calloc(1, sizeof(*job));
+    if (job == NULL) {
+        return bo_errf(err, BO_ENOMEM, "backup: out of memory");
+    }
+    int rv = bo_store_view_open(s->store, &job->view, err);
+    if (rv != BO_OK) {
+        bo_free(job);
+        return bo_err_wrapf(err, rv, "backup");
+    }
+    job->s = s;
+    job->dedup = s->cfg.snapshot_dedup;
+    job->codec = s->cfg.snapshot_codec;
+    job->level = s->cfg.snapshot_level;
+    job->now_ms = wall_ms();
+    bo_backup_name(job->now_ms, job->name);
+    job->cb = cb;
+    job->data = data;
+    job->work.data = job;
+    rv = uv_queue_work(s->loop, &job->work, backup_work, backup_after_work);
+    if (rv != 0) {
+        bo_store_view_close(job->view);
+        bo_free(job);
+        return bo_errf(err, BO_EIO, "backup: queue work: %s", uv_strerror(rv));
+    }
+    s->backup = job;
+    return BO_OK;
+}
+
+static void backup_timer_cb(uv_timer_t *t)
+{
+    struct bo_storage *s = t->data;
+    if (s->role != BO_ROLE_LEADER || s->backup != NULL) {
+        return;
+    }
+    struct bo_err err = BO_ERR_INIT;
+    int rv = bo_storage_backup_now(s, NULL, NULL, &err);
+    if (rv != BO_OK) {
+        bo_warn("storage: periodic backup: %s", bo_err_msg(&err, rv));
+    }
+}
+
+/* -------------------------------------------------------------- recovery ---- */
+
+int bo_storage_recovery_stage(struct bo_storage *s, const char *name, struct bo_err *err)
+{
+    if (s->staged != NULL) {
+        return bo_errf(err, BO_EBUSY, "another backup is already staged");
+    }
+    if (s->backup_dir == NULL && strchr(name, '/') == NULL) {
+        return bo_errf(err, BO_EINVAL, "no backup directory configured");
+    }
+    if (strchr(name, '/') != NULL || strcmp(name, "..") == 0) {
+        return bo_errf(err, BO_EINVAL, "backup name '%s' must be a plain file name", name);
+    }
+    uint8_t *image;
+    size_t len;
+    int rv = bo_backup_read(s->backup_dir, name, &image, &len, err);
+    if (rv != BO_OK) {
+        return bo_err_wrapf(err, rv, "stage '%s'", name);
+    }
+    rv = bo_store_open(s->staged_path, true, &s->staged, err);
+    if (rv == BO_OK) {
+        rv = bo_store_restore(s->staged, image, len, 0, err);
+        if (rv != BO_OK) {
+            bo_store_close(s->staged);
+            s->staged = NULL;
+            remove(s->staged_path);
+        }
+    }
+    bo_free(image);
+    return rv == BO_OK ? BO_OK : bo_err_wrapf(err, rv, "stage '%s'", name);
+}
+
+int bo_storage_recovery_query(struct bo_storage *s, const struct bo_task_query *q,
+                              struct bo_task_list *out, struct bo_err *err)
+{
+    if (s->staged == NULL) {
+        return bo_errf(err, BO_ENOTFOUND, "no backup is staged");
+    }
+    return bo_store_query_tasks(s->staged, q, true, out, err);
+}
+
+int bo_storage_recovery_delete(struct bo_storage *s, const struct bo_task_query *q,
+                               uint64_t *deleted, struct bo_err *err)
+{
+    if (s->staged == NULL) {
+        return bo_errf(err, BO_ENOTFOUND, "no backup is staged");
+    }
+    struct bo_task_list list = {0};
+    int rv = bo_store_query_tasks(s->staged, q, false, &list, err);
+    if (rv != BO_OK) {
+        return rv;
+    }
+    char **ids = bo_calloc(list.n, sizeof(*ids));
+    if (ids == NULL) {
+        bo_task_list_release(&list);
+        return bo_errf(err, BO_ENOMEM, "recovery delete: out of memory");
+    }
+    for (size_t i = 0; i < list.n; i++) {
+        ids[i] = list.tasks[i]->assigned_task->task_id;
+    }
+    Bo__RemoveTasks remove = BO__REMOVE_TASKS__INIT;
+    remove.n_task_ids = list.n;
+    remove.task_ids = ids;
+    Bo__Op op = BO__OP__INIT;
+    op.op_case = BO__OP__OP_REMOVE_TASKS;
+    op.remove_tasks = &remove;
+    Bo__Op *ops[] = {&op};
+    Bo__Transaction txn = BO__TRANSACTION__INIT;
+    txn.n_ops = 1;
+    txn.ops = ops;
+    txn.schema_version = BO_SCHEMA_VERSION;
+    rv = list.n == 0 ? BO_OK
+                     : bo_store_apply(s->staged, &txn, bo_store_applied_index(s->staged), err);
+    if (rv == BO_OK && deleted != NULL) {
+        *deleted = list.n;
+    }
+    bo_free(ids);
+    bo_task_list_release(&list);
+    return rv;
+}
+
+int bo_storage_recovery_unload(struct bo_storage *s, struct bo_err *err)
+{
+    if (s->staged == NULL) {
+        return bo_errf(err, BO_ENOTFOUND, "no backup is staged");
+    }
+    if (s->recovery_write != NULL) {
+        return bo_errf(err, BO_EBUSY, "the staged backup is being committed");
+    }
+    bo_store_close(s->staged);
+    s->staged = NULL;
+    remove(s->staged_path);
+    return BO_OK;
+}
+
+static void recovery_commit_cb(struct bo_storage_write *req, int status, const char *msg)
+{
+    struct bo_storage *s = req->data;
+    bo_free(req);
+    s->recovery_write = NULL;
+    if (status == BO_OK) {
+        struct bo_err ignored = BO_ERR_INIT;
+        bo_storage_recovery_unload(s, &ignored);
+    }
+    if (s->recovery_cb != NULL) {
+        s->recovery_cb(s, status, status == BO_OK ? "recovery committed" : msg, s->recovery_data);
+    }
+}
+
+int bo_storage_recovery_commit(struct bo_storage *s, bo_storage_done_cb cb, void *data,
+                               struct bo_err *err)
+{
+    if (s->staged == NULL) {
+        return bo_errf(err, BO_ENOTFOUND, "no backup is staged");
+    }
+    if (s->recovery_write != NULL) {
+        return bo_errf(err, BO_EBUSY, "the staged backup is already being committed");
+    }
+    struct bo_snap_writer *w;
+    int rv = bo_snap_writer_new(true, s->cfg.snapshot_codec, s->cfg.snapshot_level, &w);
+    if (rv != BO_OK) {
+        return bo_errf(err, rv, "recovery commit: snapshot writer");
+    }
+    struct bo_buf image = BO_BUF_INIT;
+    rv = bo_store_export(s->staged, w, wall_ms(), err);
+    if (rv == BO_OK) {
+        rv = bo_snap_writer_finish(w, &image, NULL, err);
+    }
+    bo_snap_writer_free(w);
+    struct bo_storage_write *req = NULL;
+    if (rv == BO_OK) {
+        req = bo_calloc(1, sizeof(*req));
+        rv = req == NULL ? bo_errf(err, BO_ENOMEM, "recovery commit: out of memory") : BO_OK;
+    }
+    if (rv == BO_OK) {
+        /* The log entry is the image's payload: an encoded LogEntry holding the
+         * whole state, which every replica applies by replacing its state. */
+        req->data = s;
+        rv = bo_storage_write_entry(s, req, image.data + BO_SNAP_HEADER_SIZE,
+                                    image.len - BO_SNAP_HEADER_SIZE, recovery_commit_cb, err);
+    }
+    bo_buf_release(&image);
+    if (rv != BO_OK) {
+        bo_free(req);
+        return bo_err_wrapf(err, rv, "recovery commit");
+    }
+    s->recovery_write = req;
+    s->recovery_cb = cb;
+    s->recovery_data = data;
+    return BO_OK;
+}
+
+/* ---------------------------------------------------------- open / close ---- */
+
+static void wait_raft_closed_cb(struct raft *r)
+{
+    struct bo_storage *s = r->data;
+    s->raft_started = false;
+}
+
+/* Closing raft is asynchronous; when open fails halfway there is no caller
+ * loop running yet, so run ours until raft is done. */
+static void abort_raft(struct bo_storage *s)
+{
+    s->raft_started = true;
+    raft_close(&s->raft, wait_raft_closed_cb);
+    while (s->raft_started) {
+        uv_run(s->loop, UV_RUN_ONCE);
+    }
+    raft_uv_close(&s->io);
+    raft_uv_tcp_close(&s->transport);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? bo_strdup(s) : NULL;
+}
+
+static void free_storage(struct bo_storage *s)
+{
+    bo_free(s->data_dir);
+    bo_free(s->address);
+    bo_free(s->backup_dir);
+    bo_free(s);
+}
+
+int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct bo_storage **out,
+                    struct bo_err *err)
+{
+    if (cfg->data_dir == NULL || cfg->address == NULL || cfg->id == 0) {
+        return bo_errf(err, BO_EINVAL, "storage: data_dir, address and a non-zero id are needed");
+    }
+    struct bo_storage *s = bo_calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return bo_errf(err, BO_ENOMEM, "storage: out of memory");
+    }
+    s->loop = loop;
+    s->cfg = *cfg;
+    s->data_dir = bo_strdup(cfg->data_dir);
+    s->address = bo_strdup(cfg->address);
+    s->backup_dir = dup_or_null(cfg->backup_dir);
+    s->cfg.data_dir = s->data_dir;
+    s->cfg.address = s->address;
+    s->cfg.backup_dir = s->backup_dir;
+    s->cfg.peers = NULL; /* only used below, while bootstrapping */
+    int rv;
+    if (s->data_dir == NULL || s->address == NULL || (cfg->backup_dir && !s->backup_dir)) {
+        rv = bo_errf(err, BO_ENOMEM, "storage: out of memory");
+        goto err_after_alloc;
+    }
+    rv = bo_fs_mkdirs(s->data_dir, err);
+    if (rv != BO_OK) {
+        goto err_after_alloc;
+    }
+    if (bo_fs_join(s->db_path, sizeof(s->db_path), s->data_dir, "state.db") != BO_OK ||
+        bo_fs_join(s->staged_path, sizeof(s->staged_path), s->data_dir, "recovery.db") != BO_OK) {
+        rv = bo_errf(err, BO_ETOOBIG, "storage: data directory path too long");
+        goto err_after_alloc;
+    }
+    rv = bo_store_open(s->db_path, true, &s->store, err);
+    if (rv != BO_OK) {
+        bo_err_wrapf(err, rv, "storage: open '%s'", s->db_path);
+        goto err_after_alloc;
+    }
+
+    rv = raft_uv_tcp_init(&s->transport, loop);
+    if (rv != 0) {
+        rv = bo_errf(err, from_raft(rv), "storage: raft transport: %s", raft_strerror(rv));
+        goto err_after_store;
+    }
+    rv = raft_uv_init(&s->io, loop, s->data_dir, &s->transport);
+    if (rv != 0) {
+        rv = bo_errf(err, from_raft(rv), "storage: raft io on '%s': %s", s->data_dir, s->io.errmsg);
+        raft_uv_tcp_close(&s->transport);
+        goto err_after_store;
+    }
+    /* Our images are compressed already, and corruption must be reported, not
+     * repaired by truncating the log. */
+    raft_uv_set_snapshot_compression(&s->io, false);
+    raft_uv_set_auto_recovery(&s->io, false);
+    /* raft_uv 0.15 implements async_work (on libuv's thread pool) but still
+     * declares io version 1, and raft only uses async snapshots from version 2
+     * on. Declare what is there; refuse to run without it rather than take
+     * snapshots on the loop thread. */
+    if (s->io.async_work == NULL) {
+        rv = bo_errf(err, BO_EINTERNAL, "storage: this libraft has no async_work");
+        raft_uv_close(&s->io);
+        raft_uv_tcp_close(&s->transport);
+        goto err_after_store;
+    }
+    s->io.version = 2;
+
+    s->fsm.version = 3;
+    s->fsm.data = s;
+    s->fsm.apply = fsm_apply;
+    s->fsm.snapshot = fsm_snapshot;
+    s->fsm.restore = fsm_restore;
+    s->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    s->fsm.snapshot_async = fsm_snapshot_async;
+
+    rv = raft_init(&s->raft, &s->io, &s->fsm, cfg->id, s->address);
+    if (rv != 0) {
+        rv = bo_errf(err, from_raft(rv), "storage: raft init: %s", raft_errmsg(&s->raft));
+        raft_uv_close(&s->io);
+        raft_uv_tcp_close(&s->transport);
+        goto err_after_store;
+    }
+    s->raft.data = s;
+
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    if (cfg->n_peers == 0) {
+        rv = raft_configuration_add(&conf, cfg->id, s->address, RAFT_VOTER);
+    } else {
+        rv = 0;
+        for (size_t i = 0; i < cfg->n_peers && rv == 0; i++) {
+            rv = raft_configuration_add(&conf, cfg->peers[i].id, cfg->peers[i].address, RAFT_VOTER);
+        }
+    }
+    if (rv == 0) {
+        rv = raft_bootstrap(&s->raft, &conf);
+        if (rv == RAFT_CANTBOOTSTRAP) {
+            rv = 0; /* not pristine: the configuration is in the log */
+        }
+    }
+    raft_configuration_close(&conf);
+    if (rv != 0) {
+        rv = bo_errf(err, from_raft(rv), "storage: bootstrap '%s': %s", s->data_dir,
+                     raft_errmsg(&s->raft));
+        goto err_after_raft;
+    }
+
+    raft_set_snapshot_threshold(&s->raft, cfg->snapshot_threshold);
+    raft_set_snapshot_trailing(&s->raft, cfg->snapshot_trailing);
+    raft_set_election_timeout(&s->raft, cfg->election_timeout_ms);
+    raft_set_heartbeat_timeout(&s->raft, cfg->heartbeat_timeout_ms);
+    raft_set_pre_vote(&s->raft, true);
+
+    rv = raft_start(&s->raft);
+    if (rv != 0) {
+        if (s->restore_err.msg[0] != '\0') {
+            rv = bo_errf(err, BO_ECORRUPT, "storage: '%s': %s", s->data_dir, s->restore_err.msg);
+        } else {
+            int code = from_raft(rv);
+            if (code == BO_EIO && strstr(raft_errmsg(&s->raft), "checksum") != NULL) {
+                code = BO_ECORRUPT;
+            }
+            rv = bo_errf(err, code, "storage: load '%s': %s", s->data_dir, raft_errmsg(&s->raft));
+        }
+        goto err_after_raft;
+    }
+
+    uv_timer_init(loop, &s->role_timer);
+    s->role_timer.data = s;
+    uv_timer_start(&s->role_timer, role_timer_cb, 0, ROLE_POLL_MS);
+    uv_timer_init(loop, &s->backup_timer);
+    s->backup_timer.data = s;
+    if (s->backup_dir != NULL && cfg->backup_interval_ms > 0) {
+        uv_timer_start(&s->backup_timer, backup_timer_cb, cfg->backup_interval_ms,
+                       cfg->backup_interval_ms);
+    }
+    *out = s;
+    return BO_OK;
+
+err_after_raft:
+    abort_raft(s);
+err_after_store:
+    bo_store_close(s->store);
+err_after_alloc:
+    free_storage(s);
+    return rv;
+}
+
+static void maybe_finish_close(struct bo_storage *s)
+{
+    if (s->closing_pending > 0 || s->backup != NULL) {
+        return;
+    }
+    if (s->snap_view != NULL) {
+        bo_store_view_close(s->snap_view);
+        s->snap_view = NULL;
+    }
+    if (s->staged != NULL) {
+        bo_store_close(s->staged);
+        s->staged = NULL;
+        remove(s->staged_path);
+    }
+    bo_store_close(s->store);
+    s->store = NULL;
+    bo_storage_close_cb cb = s->close_cb;
+    s->close_cb = NULL;
+    if (cb != NULL) {
+        cb(s);
+    }
+}
+
+static void handle_closed_cb(uv_handle_t *h)
+{
+    struct bo_storage *s = h->data;
+    s->closing_pending--;
+    maybe_finish_close(s);
+}
+
+static void raft_closed_cb(struct raft *r)
+{
+    struct bo_storage *s = r->data;
+    raft_uv_close(&s->io);
+    raft_uv_tcp_close(&s->transport);
+    s->closing_pending--;
+    maybe_finish_close(s);
+}
+
+/* The owner may close from inside one of our callbacks, which raft calls
+ * from inside its own loop over committed entries; raft must not be closed
+ * under its own feet, so the real work starts on the next loop iteration. */
+static void close_now_cb(uv_timer_t *t)
+{
+    struct bo_storage *s = t->data;
+    uv_close((uv_handle_t *)&s->role_timer, handle_closed_cb);
+    uv_close((uv_handle_t *)&s->backup_timer, handle_closed_cb);
+    if (s->backup != NULL) {
+        uv_cancel((uv_req_t *)&s->backup->work);
+    }
+    raft_close(&s->raft, raft_closed_cb);
+}
+
+void bo_storage_close(struct bo_storage *s, bo_storage_close_cb cb)
+{
+    assert(!s->closing);
+    s->closing = true;
+    s->close_cb = cb;
+    s->closing_pending = 3;
+    uv_timer_stop(&s->backup_timer);
+    uv_timer_start(&s->role_timer, close_now_cb, 0, 0);
+}
+
+void bo_storage_free(struct bo_storage *s)
+{
+    if (s != NULL) {
+        free_storage(s);
+    }
+}
+
+void bo_storage_stats(const struct bo_storage *s, struct bo_storage_stats *out)
+{
+    *out = s->stats;
+}

@@ -36,6 +36,10 @@
  * (SQLite I/O error) is fatal: the storage stops (`fatal_cb`), since the store
  * no longer follows the log.
  *
+ * Process: the owner must ignore SIGPIPE (`signal(SIGPIPE, SIG_IGN)` in
+ * main): raft's transport writes to sockets whose peer may have died, and the
+ * default action would kill the process without a word.
+ *
  * Threads: all functions and callbacks run on the loop thread.
  * Lifecycle: bo_storage_open -> ... -> bo_storage_close(cb) -> free in cb.
  */
@@ -58,32 +62,37 @@ struct bo_storage_peer {
     const char *address; /* "host:port" of its raft transport */
 };
 
-enum bo_storage_role { BO_ROLE_UNAVAILABLE = 0, BO_ROLE_FOLLOWER, BO_ROLE_CANDIDATE, BO_ROLE_LEADER };
+enum bo_storage_role {
+    BO_ROLE_UNAVAILABLE = 0,
+    BO_ROLE_FOLLOWER,
+    BO_ROLE_CANDIDATE,
+    BO_ROLE_LEADER
+};
 
 typedef void (*bo_storage_role_cb)(struct bo_storage *s, enum bo_storage_role role, void *data);
 typedef void (*bo_storage_fatal_cb)(struct bo_storage *s, int code, const char *msg, void *data);
 
 struct bo_storage_config {
-    const char *data_dir;     /* raft log, snapshots and the SQLite cache */
-    uint64_t id;              /* this replica's id (default 1) */
-    const char *address;      /* this replica's raft address, "127.0.0.1:port" */
+    const char *data_dir; /* raft log, snapshots and the SQLite cache */
+    uint64_t id;          /* this replica's id (default 1) */
+    const char *address;  /* this replica's raft address, "127.0.0.1:port" */
     /* All voters, this one included. Empty = a single voter (this one). Used
      * only to bootstrap an empty data directory. */
     const struct bo_storage_peer *peers;
     size_t n_peers;
-    unsigned snapshot_threshold; /* entries between snapshots (default 8192) */
-    unsigned snapshot_trailing;  /* entries kept after a snapshot (default 1024) */
-    bool snapshot_dedup;         /* default true */
-    enum bo_codec snapshot_codec; /* default zstd */
-    int snapshot_level;           /* 0 = codec default */
-    const char *backup_dir;       /* NULL = no periodic backups */
-    uint64_t backup_interval_ms;  /* default 1 h; 0 = never */
-    unsigned max_saved_backups;   /* default 48 */
-    unsigned election_timeout_ms; /* default 1000 */
+    unsigned snapshot_threshold;   /* entries between snapshots (default 8192) */
+    unsigned snapshot_trailing;    /* entries kept after a snapshot (default 1024) */
+    bool snapshot_dedup;           /* default true */
+    enum bo_codec snapshot_codec;  /* default zstd */
+    int snapshot_level;            /* 0 = codec default */
+    const char *backup_dir;        /* NULL = no periodic backups */
+    uint64_t backup_interval_ms;   /* default 1 h; 0 = never */
+    unsigned max_saved_backups;    /* default 48 */
+    unsigned election_timeout_ms;  /* default 1000 */
     unsigned heartbeat_timeout_ms; /* default 100 */
     bo_storage_role_cb role_cb;
     bo_storage_fatal_cb fatal_cb;
-    void *data;                   /* passed to the callbacks */
+    void *data; /* passed to the callbacks */
 };
 
 /* Fill `cfg` with the defaults above (data_dir and address left NULL). */
@@ -110,17 +119,16 @@ struct bo_store *bo_storage_store(struct bo_storage *s);
 /* ---- writes ---- */
 
 struct bo_storage_write;
-typedef void (*bo_storage_write_cb)(struct bo_storage_write *req, int status,
-                                    const char *message);
+typedef void (*bo_storage_write_cb)(struct bo_storage_write *req, int status, const char *message);
 
 /* The caller owns the request until its callback. If bo_storage_write returns
  * an error the callback never fires; otherwise it fires exactly once. */
 struct bo_storage_write {
-    void *data;           /* for the caller */
+    void *data; /* for the caller */
     /* private */
     struct bo_storage *s;
     bo_storage_write_cb cb;
-    uint64_t index;       /* log index once committed */
+    uint64_t index; /* log index once committed */
     void *impl;
 };
 
@@ -128,9 +136,8 @@ int bo_storage_write(struct bo_storage *s, struct bo_storage_write *req, const B
                      bo_storage_write_cb cb, struct bo_err *err);
 
 /* Append an already encoded bo.LogEntry (a snapshot entry, for recovery). */
-int bo_storage_write_entry(struct bo_storage *s, struct bo_storage_write *req,
-                           const uint8_t *entry, size_t len, bo_storage_write_cb cb,
-                           struct bo_err *err);
+int bo_storage_write_entry(struct bo_storage *s, struct bo_storage_write *req, const uint8_t *entry,
+                           size_t len, bo_storage_write_cb cb, struct bo_err *err);
 
 /* ---- snapshots and backups on demand ---- */
 
