@@ -14,6 +14,8 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/fs.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "gen.h"
@@ -226,34 +229,52 @@ static int cmd_snapshot(const struct opts *o)
     struct bo_buf img = BO_BUF_INIT;
     struct bo_snap_stats st;
     build_image(&g, true, BO_CODEC_ZSTD, &img, &st);
-    uint64_t config_bytes = 0;
-    for (uint64_t c = 0; c < g.p.configs; c++) {
-        config_bytes += protobuf_c_message_get_packed_size(&bo_gen_config(&g, c)->base);
-    }
-    char path[4096];
+    uint64_t tasks = g.p.tasks;
+    /* The image goes to a file and everything generated is freed, so the
+     * process holds nothing but what the store keeps. */
+    char path[4096], image_path[4096];
     snprintf(path, sizeof(path), "%s/bench-state.db", o->dir);
+    snprintf(image_path, sizeof(image_path), "%s/bench.img", o->dir);
+    struct iovec iov = {img.data, img.len};
+    int rv = bo_fs_write_atomic(o->dir, "bench.img", "tmp_", &iov, 1, &err);
+    if (rv != BO_OK) {
+        die("write image", rv, &err);
+    }
+    bo_buf_release(&img);
+    bo_gen_release(&g);
+    malloc_trim(0);
+    uint64_t rss_base = rss_bytes();
     double restore[MAX_RUNS], snap[MAX_RUNS];
-    uint64_t snap_bytes = 0, rss_per_task = 0;
+    uint64_t snap_bytes = 0, rss_per_task = 0, rss_after = 0, db_bytes = 0;
     for (unsigned r = 0; r < o->runs; r++) {
         struct bo_store *store;
-        int rv = bo_store_open(path, true, &store, &err);
+        rv = bo_store_open(path, true, &store, &err);
         if (rv != BO_OK) {
             die("store open", rv, &err);
         }
-        malloc_trim(0);
-        uint64_t rss0 = rss_bytes();
+        uint8_t *data;
+        size_t len;
+        rv = bo_fs_read_file(image_path, &data, &len, &err);
+        if (rv != BO_OK) {
+            die("read image", rv, &err);
+        }
         double t0 = now_s();
-        rv = bo_store_restore(store, img.data, img.len, 1, &err);
+        rv = bo_store_restore(store, data, len, 1, &err);
         if (rv != BO_OK) {
             die("restore", rv, &err);
         }
         restore[r] = now_s() - t0;
-        malloc_trim(0);
-        uint64_t rss1 = rss_bytes();
+        bo_free(data);
         if (r == 0) {
-            /* Beyond the configs themselves, which the store keeps once. */
-            uint64_t grown = rss1 > rss0 ? rss1 - rss0 : 0;
-            rss_per_task = grown > config_bytes ? (grown - config_bytes) / g.p.tasks : 0;
+            /* Everything the process holds for the state: the store's
+             * connections and page cache, not the OS's file cache. */
+            malloc_trim(0);
+            rss_after = rss_bytes();
+            rss_per_task = rss_after > rss_base ? (rss_after - rss_base) / tasks : 0;
+            struct stat sb;
+            if (stat(path, &sb) == 0) {
+                db_bytes = (uint64_t)sb.st_size;
+            }
         }
         struct bo_snap_writer *w;
         struct bo_buf out = BO_BUF_INIT;
@@ -281,11 +302,10 @@ static int cmd_snapshot(const struct opts *o)
     }
     printf("{\"tasks\": %" PRIu64 ", \"configs\": %" PRIu64 ", \"snapshot_s\": %.3f"
            ", \"restore_s\": %.3f, \"snapshot_bytes\": %" PRIu64
-           ", \"rss_bytes_per_task\": %" PRIu64 ", \"runs\": %u}\n",
+           ", \"rss_bytes_per_task\": %" PRIu64 ", \"rss_bytes\": %" PRIu64
+           ", \"db_bytes_per_task\": %" PRIu64 ", \"runs\": %u}\n",
            o->gen.tasks, o->gen.configs, median(snap, o->runs), median(restore, o->runs),
-           snap_bytes, rss_per_task, o->runs);
-    bo_buf_release(&img);
-    bo_gen_release(&g);
+           snap_bytes, rss_per_task, rss_after, db_bytes / tasks, o->runs);
     return 0;
 }
 

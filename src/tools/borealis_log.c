@@ -35,6 +35,7 @@
 #include <limits.h>
 #include <raft.h>
 #include <raft/uv.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1384,6 +1385,7 @@ static int cmd_recover(int argc, char **argv)
 int main(int argc, char **argv)
 {
     bo_log_set_level(BO_LOG_WARN);
+    signal(SIGPIPE, SIG_IGN); /* `recover` runs the storage: see storage.h */
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
