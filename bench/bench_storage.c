@@ -93,12 +93,28 @@ static void die(const char *what, int rv, const struct bo_err *err)
 }
 
 /* Feed the generated state to a snapshot writer: configs, tasks, rest. */
-static void feed(const struct bo_gen *g, struct bo_snap_writer *w)
+struct placed {
+    uint64_t key; /* config << 32 | instance */
+    uint64_t task;
+};
+
+static int cmp_placed(const void *a, const void *b)
+{
+    uint64_t x = ((const struct placed *)a)->key, y = ((const struct placed *)b)->key;
+    return (x > y) - (x < y);
+}
+
+/* Feed the generated state to a snapshot writer: configs, tasks, rest.
+ * `grouped`: tasks ordered by config then instance, as Aurora's deduplicator
+ * emitted them (and as the store exports them); otherwise in the generator's
+ * order, which is Aurora's hash-set order of a plain Snapshot. */
+static void feed(const struct bo_gen *g, struct bo_snap_writer *w, bool grouped)
 {
     struct bo_gen_arena a = BO_GEN_ARENA_INIT;
     struct bo_buf buf = BO_BUF_INIT;
     uint32_t *index = bo_calloc(g->p.configs, sizeof(*index));
-    if (index == NULL) {
+    struct placed *order = grouped ? bo_calloc(g->p.tasks, sizeof(*order)) : NULL;
+    if (index == NULL || (grouped && order == NULL)) {
         die("feed", BO_ENOMEM, NULL);
     }
     for (uint64_t c = 0; c < g->p.configs; c++) {
@@ -109,7 +125,17 @@ static void feed(const struct bo_gen *g, struct bo_snap_writer *w)
             die("add config", BO_ENOMEM, NULL);
         }
     }
-    for (uint64_t i = 0; i < g->p.tasks; i++) {
+    if (grouped) {
+        for (uint64_t i = 0; i < g->p.tasks; i++) {
+            uint64_t job, config;
+            uint32_t inst;
+            bo_gen_task_place(g, i, &job, &inst, &config);
+            order[i] = (struct placed){.key = config << 32 | inst, .task = i};
+        }
+        qsort(order, g->p.tasks, sizeof(*order), cmp_placed);
+    }
+    for (uint64_t n = 0; n < g->p.tasks; n++) {
+        uint64_t i = grouped ? order[n].task : n;
         Bo__ScheduledTask *t;
         uint64_t job, config;
         uint32_t inst;
@@ -126,7 +152,7 @@ static void feed(const struct bo_gen *g, struct bo_snap_writer *w)
         if (bo_snap_writer_add_task(w, index[config], buf.data, len) != BO_OK) {
             die("add task", BO_ENOMEM, NULL);
         }
-        if ((i & 1023) == 1023) {
+        if ((n & 1023) == 1023) {
             bo_gen_arena_reset(&a);
         }
     }
@@ -138,6 +164,7 @@ static void feed(const struct bo_gen *g, struct bo_snap_writer *w)
     bo_gen_arena_release(&a);
     bo_buf_release(&buf);
     bo_free(index);
+    bo_free(order);
 }
 
 static void build_image(const struct bo_gen *g, bool dedup, enum bo_codec codec,
@@ -149,7 +176,7 @@ static void build_image(const struct bo_gen *g, bool dedup, enum bo_codec codec,
     if (rv != BO_OK) {
         die("writer", rv, NULL);
     }
-    feed(g, w);
+    feed(g, w, dedup);
     rv = bo_snap_writer_finish(w, image, stats, &err);
     if (rv != BO_OK) {
         die("finish", rv, &err);

@@ -1,38 +1,76 @@
 /*
  * gen.c - deterministic, realistic cluster state for the storage benchmarks.
  *
- * Calibration target: the 2015 Aurora backup of the seeds (1546 MB plain
- * Snapshot; gzip -3 alone 5.2x; dedup alone 5.5x; dedup + gzip -3 35x).
- * bench-calibrate (calibrate.c) measures the same on generated state; at
- * 100k tasks / 1k jobs and at the 1M tasks / 10k jobs / 10k configs / 20k
- * hosts defaults it gives zlib-3 ~5.7x, dedup ~6.4x, dedup + zlib-3 ~30.6x
- * (dedup + zstd-3 ~39x). A config is ~3.3 KB (Thermos JSON ~2.9 KB), a
- * partial task ~560 bytes.
+ * Calibration target: the 2015 Aurora backup of the seeds, in absolute size
+ * as well as in ratios: 1546 MiB plain Snapshot, 281 MiB deduplicated; gzip -3
+ * alone 5.2x, dedup alone 5.5x, dedup + gzip -3 35x. Read as a cluster of
+ * ~1M tasks, that is ~270 bytes per task without its config and ~1.3 KB of
+ * config share. bench-calibrate (calibrate.c) measures the same on generated
+ * state. At the defaults (1M tasks, 10k jobs, 10k configs, 20k hosts):
  *
- * Why these sizes. With R = N/100 configs, dedup alone is about
- * (T + C) / T for a partial task of T bytes and a config of C, and dedup +
- * zlib is (T + C) / z(T), so their quotient is T / z(T): how well partial
- * tasks compress. That quotient is the hard part: the seeds' backup was
- * Thrift, whose fixed-width integers and 3-byte field headers compress far
- * better than protobuf varints, and every task carries incompressible
- * entropy (UUID task id ~30 bytes of zlib output, four millisecond
- * timestamps ~30, agent, ports, ancestor). Partial tasks therefore carry
- * Aurora-like redundancy instead: the leading scheduler's host name on
- * every event and event messages ("Initializing sandbox."), reaching
- * T / z(T) ~4.8 (the seeds: 6.4). C is then set by the dedup ratio: the
- * Thermos JSON is ~2.9 KB rather than ~1 KB (real ones were 2-5 KB), with
- * enough per-config entropy (package checksum, build ids, flag values,
- * secrets' hashes) that zlib alone stays near 5.7x.
+ *                 bytes     zlib-3    zstd-3    (ratios are raw / compressed)
+ *   raw         1637 MB     4.92x     6.03x
+ *   dedup        304 MB    19.4x     23.1x     (dedup alone 5.38x; tasks in
+ *                                                 hash order, bench-calibrate)
+ *   dedup        304 MB    25.8x     31.4x     (tasks grouped by config, as
+ *                                                 Aurora's deduplicator and our
+ *                                                 store emit them; bench-storage
+ *                                                 sizes)
  *
- * Why the order matters. zlib's window is 32 KB, about 8 tasks with their
+ * with a config of ~1350 bytes (Thermos JSON ~960) and a partial task of
+ * ~280. At 100k tasks / 1k jobs: 162 MB raw, zlib 5.0x, dedup 5.4x, dedup +
+ * zlib 20.4x, dedup + zstd 27.2x (zstd's 2 MB window then holds most configs).
+ *
+ * Sizes. Raw is N (T + C) and dedup N T + R C for a partial task of T bytes
+ * and a config of C; with R = N / 100 their quotient, the dedup ratio, is
+ * about (T + C) / T. A partial task is T ~280: task id "role-env-name-
+ * instance-suffix" (the job key an operator greps for and 32 random bits, not
+ * Aurora's timestamp and 128-bit UUID), agent id and host, 1-3 ports from the
+ * low end of the agent's range, and four events (PENDING, ASSIGNED, STARTING,
+ * RUNNING), each with a millisecond timestamp and the scheduler's short host
+ * name, a message only where Aurora writes one ("Initializing sandbox.",
+ * terminal states). C ~1350 is a TaskConfig (~390 bytes: resources,
+ * constraints, metadata, links) plus ~960 bytes of Thermos JSON: a package
+ * fetch with its md5, the server command line with ports and a few flags
+ * (round values, as people type them), resources, health check, announce.
+ *
+ * Compression alone is z(T) + z(C) per task, where z(C) is what a config
+ * costs against a window of unrelated ones: the package checksum, git sha,
+ * build ids and flag choices keep that near 230 bytes, hence zlib ~4.9x.
+ *
+ * Dedup + compression is (T + C) / (z(T) + z(C) / 100): all but ~2 bytes
+ * of the denominator is the compressed partial task, so 35x at T + C ~1630
+ * would need z(T) <= 44 bytes, i.e. partial tasks compressing 6.4x as the
+ * seeds' Thrift tasks did. Protobuf tasks of this content do not. Measured
+ * on 200k partial tasks (marginal cost of each field, zlib-3 / zstd-3, in
+ * bytes per task): task id 21.6 / 19.5, the four event timestamps 27.2 /
+ * 24.5, agent id 7.2 / 4.9, host 9.3 / 7.0, ports 7.6 / 6.7, messages,
+ * scheduler and ancestor 10 / 6; in all 77 / 64 bytes for 279 (3.6x /
+ * 4.4x). The floor is in the data, not the compressors' level: xz -9e
+ * still needs 37 bytes a task and zstd -19 --long 45; level 3 pays a match
+ * (2-3 bytes in deflate) at each of the ~25 varying fields between constant
+ * runs. The same tasks encoded as Aurora's Thrift (TBinaryProtocol: 3-byte
+ * field headers, 4-byte lengths, fixed i32/i64) are 396 bytes and compress
+ * to 86 (4.6x): Thrift's padding is cheap to compress but carries no less
+ * information. So the seeds' 6.4x says their tasks held more redundant bytes
+ * per task (longer histories, FQDN scheduler names, Thrift framing), i.e.
+ * fewer than 1M tasks of ~500 bytes, each compressing to ~80 bytes as here.
+ * Reaching 35x at these absolute sizes would take removing the task id's
+ * suffix, the timestamps' milliseconds and the host: no longer a cluster.
+ *
+ * Why the order matters. zlib's window is 32 KB, about 20 tasks with their
  * configs. Aurora's task map is hash-ordered, so neighbours belong to
  * unrelated jobs and gzip cannot see that configs repeat; that is why the
  * seeds' gzip ratio is so far below the dedup + gzip one. Task i is
- * therefore placed by a permutation (i * a + b mod N) over (job, instance),
- * and task creation times are spread over 60 days. A store that writes tasks
- * grouped by job will see better plain compression than these numbers.
+ * therefore placed by a permutation (i * a + b mod N) over (job, instance).
+ * Creation times follow how tasks come to exist: the update that rolled out
+ * a config created its instances in batches of five about a minute apart,
+ * each batch within a scheduling round (a few hundred ms); one task in ten
+ * was rescheduled since, at a time of its own, over 60 days. Grouped by
+ * config (as a deduplicated snapshot is written), neighbouring tasks share
+ * most of their timestamps' bytes, which is where 23x becomes 31x.
  *
- * Knobs, and what they move: events_per_task (each event ~65 bytes, ~10
+ * Knobs, and what they move: events_per_task (each event ~27 bytes, ~6
  * compressed: raises T, lowers dedup, barely moves T / z(T)); configs > jobs
  * (several versions per job, as mid-update: lowers dedup).
  *
@@ -358,6 +396,21 @@ static const struct {
     {"-batch.size", 10000},
 };
 
+/* Flag values people type: round numbers. */
+static const uint64_t round_values[] = {
+    1,    2,    3,    4,    5,    8,     10,    16,    20,    25,    30,     32,
+    50,   60,   64,   100,  128,  200,   250,   256,   500,   512,   1000,   1024,
+    2000, 2048, 4096, 5000, 8192, 10000, 30000, 60000, 65536, 86400, 100000, 1000000};
+
+/* A round value for a flag whose values stay below `mod`. */
+static uint64_t round_value(struct grng *r, uint64_t mod)
+{
+    size_t n = 0;
+    while (n < NELEM(round_values) && round_values[n] < mod)
+        n++;
+    return round_values[rng_below(r, n ? n : 1)];
+}
+
 static const char *const team_names[] = {"core-services",  "revenue-eng",  "search-quality",
                                          "infra-platform", "data-eng",     "media-platform",
                                          "identity",       "observability"};
@@ -365,9 +418,8 @@ static const char *const team_names[] = {"core-services",  "revenue-eng",  "sear
 static const char *const users[] = {"jsmith", "mchen", "akumar",  "lgarcia", "bwhite",
                                     "okafor", "nsato", "dpetrov", "erossi",  "tnguyen"};
 
-static const char *const sched_hosts[] = {"aurora-scheduler-1.smf1.prod.example.com",
-                                          "aurora-scheduler-2.smf1.prod.example.com",
-                                          "aurora-scheduler-3.smf1.prod.example.com"};
+/* The schedulers' short host names, as TaskEvent.scheduler records them. */
+static const char *const sched_hosts[] = {"smf1-aurora-01", "smf1-aurora-02", "smf1-aurora-03"};
 
 /* ------------------------------------------------------------ placement ---- */
 
@@ -471,8 +523,9 @@ static void sb_slave_id(struct gsb *s, const struct bo_gen *g, uint64_t h)
 
 /* ------------------------------------------------------------- configs ---- */
 
-/* Thermos' executor JSON, in the shape Aurora's client writes it: the task's
- * processes with their command lines, resources, health checks, lifecycle. */
+/* Thermos' executor JSON, in the shape Aurora's client writes it: the job's
+ * fields, two processes (fetch the package, run the server) and sometimes a
+ * stats sidecar, resources, health check, lifecycle and announce. ~1 KB. */
 static void sb_thermos(struct gsb *s, struct grng *r, const char *role, const char *env,
                        const char *name, uint64_t version, const Bo__TaskConfig *tc,
                        const char *const *ports, size_t n_ports, double cpus, int64_t ram_mb,
@@ -483,9 +536,7 @@ static void sb_thermos(struct gsb *s, struct grng *r, const char *role, const ch
     sb_str(s, env);
     sb_str(s, "\", \"health_check_config\": {\"initial_interval_secs\": ");
     sb_u64(s, 5 + rng_below(r, 4) * 5);
-    sb_str(s, ".0, \"health_checker\": {\"http\": {\"expected_response_code\": 200, "
-              "\"endpoint\": \"/health\", \"expected_response\": \"ok\"}}, "
-              "\"min_consecutive_successes\": 1, \"interval_secs\": ");
+    sb_str(s, ".0, \"interval_secs\": ");
     sb_u64(s, 5 + rng_below(r, 3) * 5);
     sb_str(s, ".0, \"max_consecutive_failures\": ");
     sb_u64(s, rng_below(r, 4));
@@ -495,67 +546,32 @@ static void sb_thermos(struct gsb *s, struct grng *r, const char *role, const ch
     sb_str(s, tc->is_service ? "true" : "false");
     sb_str(s, ", \"max_task_failures\": ");
     sb_u64(s, (uint64_t)tc->max_task_failures);
-    sb_str(s, ", \"cron_collision_policy\": \"KILL_EXISTING\", \"enable_hooks\": false, "
-              "\"cluster\": \"smf1\", \"task\": {\"processes\": [");
-    /* fetch the package: differs per config (package name and version) */
-    sb_str(s, "{\"daemon\": false, \"name\": \"fetch_package\", \"ephemeral\": false, "
-              "\"max_failures\": 1, \"min_duration\": 5, \"cmdline\": \"cp /var/lib/packer/");
+    sb_str(s, ", \"cluster\": \"smf1\", \"task\": {\"processes\": [");
+    /* fetch the package: differs per config (version and checksum) */
+    sb_str(s, "{\"name\": \"fetch_package\", \"max_failures\": 1, "
+              "\"cmdline\": \"cp /var/lib/packer/");
     sb_str(s, role);
     sb_chr(s, '/');
     sb_str(s, name);
     sb_chr(s, '/');
     sb_u64(s, version);
-    sb_chr(s, '/');
-    sb_str(s, name);
-    sb_str(s, ".zip . && echo '");
-    for (unsigned k = 0; k < 4; k++)
-        sb_hex(s, rng_next(r), 16);
-    sb_str(s, "  ");
-    sb_str(s, name);
-    sb_str(s, ".zip' | sha256sum -c && unzip -q ");
-    sb_str(s, name);
-    sb_str(s, ".zip\", \"final\": false}, ");
-    /* set up the sandbox: secrets and directories, per build */
-    sb_str(s, "{\"daemon\": false, \"name\": \"setup\", \"ephemeral\": false, "
-              "\"max_failures\": 1, \"min_duration\": 5, \"cmdline\": \"mkdir -p logs tmp "
-              "data && ./bin/setup_env.sh --role=");
-    sb_str(s, role);
-    sb_str(s, " --env=");
-    sb_str(s, env);
-    sb_str(s, " --job=");
-    sb_str(s, name);
-    sb_str(s, " --build=");
-    sb_u64(s, version);
-    sb_str(s, " --secrets=/var/lib/secrets/");
-    sb_str(s, role);
-    sb_chr(s, '/');
-    sb_hex(s, rng_next(r), 12);
-    sb_str(s, " --keytab=");
-    sb_str(s, role);
-    sb_str(s, ".keytab\", \"final\": false}, ");
+    sb_str(s, "/pkg.zip . && echo '");
+    sb_hex(s, rng_next(r), 16);
+    sb_hex(s, rng_next(r), 16);
+    sb_str(s, "  pkg.zip' | md5sum -c && unzip -q pkg.zip\"}, ");
     /* the server: the bulk of the variety */
-    sb_str(s, "{\"daemon\": false, \"name\": \"");
+    sb_str(s, "{\"name\": \"");
     sb_str(s, name);
-    sb_str(s, "\", \"ephemeral\": false, \"max_failures\": 1, \"min_duration\": 5, "
-              "\"cmdline\": \"");
+    sb_str(s, "\", \"max_failures\": 1, \"cmdline\": \"");
     if (strcmp(rt, "java") == 0) {
         sb_str(s, "JAVA_OPTS='-Xmx");
         sb_u64(s, (uint64_t)ram_mb * 3 / 4);
-        sb_str(s, "m -Xms");
-        sb_u64(s, (uint64_t)ram_mb / 2);
         sb_str(s, "m");
-        unsigned nf = 2 + (unsigned)rng_below(r, 4);
-        for (unsigned k = 0; k < nf; k++) {
-            sb_chr(s, ' ');
-            sb_str(s, PICK(r, java_flags));
-        }
-        sb_str(s, "' java -cp ");
+        sb_chr(s, ' ');
+        sb_str(s, PICK(r, java_flags));
+        sb_str(s, "' java -jar ");
         sb_str(s, name);
-        sb_str(s, ".jar com.example.");
-        sb_str(s, role);
-        sb_chr(s, '.');
-        sb_str(s, name);
-        sb_str(s, ".Main");
+        sb_str(s, ".jar");
     } else {
         sb_str(s, "./");
         sb_str(s, name);
@@ -568,109 +584,52 @@ static void sb_thermos(struct gsb *s, struct grng *r, const char *role, const ch
         sb_str(s, ports[k]);
         sb_str(s, "]}}");
     }
-    unsigned na = 4 + (unsigned)rng_below(r, 9);
+    unsigned na = 1 + (unsigned)rng_below(r, 3);
     size_t f0 = rng_below(r, NELEM(app_flags));
     for (unsigned k = 0; k < na; k++) {
         size_t f = (f0 + k) % NELEM(app_flags);
         sb_chr(s, ' ');
         sb_str(s, app_flags[f].name);
         sb_chr(s, '=');
-        sb_u64(s, 1 + rng_below(r, app_flags[f].mod));
+        sb_u64(s, round_value(r, app_flags[f].mod));
     }
-    sb_str(s, " -zk.serverset=zk-smf1-1.example.com:2181,zk-smf1-2.example.com:2181,"
-              "zk-smf1-3.example.com:2181/aurora/");
+    sb_str(s, " -serverset=/aurora/");
     sb_str(s, role);
     sb_chr(s, '/');
     sb_str(s, env);
     sb_chr(s, '/');
     sb_str(s, name);
-    sb_str(s, " -auth.client_secret_sha=");
-    sb_hex(s, rng_next(r), 16);
-    sb_hex(s, rng_next(r), 16);
-    sb_str(s, " -decider.overlay=");
-    sb_hex(s, rng_next(r), 16);
-    sb_str(s, " -service.identifier=");
-    sb_str(s, role);
-    sb_chr(s, ':');
-    sb_str(s, name);
-    sb_chr(s, ':');
-    sb_str(s, env);
-    sb_str(s, ":{{mesos.instance}}\", \"final\": false}");
-    if (rng_pct(r, 50)) {
-        sb_str(s, ", {\"daemon\": true, \"name\": \"stats_exporter\", \"ephemeral\": false, "
-                  "\"max_failures\": 0, \"min_duration\": 15, \"cmdline\": \"./bin/"
-                  "stats_exporter --scrape=http://localhost:{{thermos.ports[");
+    sb_str(s, " -instance={{mesos.instance}}\"}");
+    if (rng_pct(r, 15)) {
+        sb_str(s, ", {\"daemon\": true, \"name\": \"stats\", \"max_failures\": 0, "
+                  "\"cmdline\": \"./bin/stats_exporter --port={{thermos.ports[");
         sb_str(s, ports[0]);
-        sb_str(s, "]}}/vars.json --interval=");
+        sb_str(s, "]}} --interval=");
         sb_u64(s, 10 + 5 * rng_below(r, 12));
-        sb_str(s, "s --prefix=");
-        sb_str(s, role);
-        sb_chr(s, '.');
-        sb_str(s, name);
-        sb_str(s, " --tags=zone:smf1,env:");
-        sb_str(s, env);
-        sb_str(s, ",build:");
-        sb_hex(s, rng_next(r), 10);
-        sb_str(s, "\", \"final\": false}");
-    }
-    if (rng_pct(r, 10)) {
-        sb_str(s, ", {\"daemon\": true, \"name\": \"log_rotator\", \"ephemeral\": false, "
-                  "\"max_failures\": 0, \"min_duration\": 60, \"cmdline\": \"logrotate -s "
-                  "state.");
-        sb_str(s, name);
-        sb_str(s, " logrotate.conf --max-size=");
-        sb_u64(s, 64 << rng_below(r, 4));
-        sb_str(s, "M\", \"final\": false}");
+        sb_str(s, "s\"}");
     }
     sb_str(s, "], \"name\": \"");
     sb_str(s, name);
-    sb_str(s, "\", \"finalization_wait\": 30, \"max_failures\": 1, \"max_concurrency\": 0, "
-              "\"resources\": {\"disk\": ");
+    sb_str(s, "\", \"resources\": {\"disk\": ");
     sb_u64(s, (uint64_t)disk_mb * 1048576);
     sb_str(s, ", \"ram\": ");
     sb_u64(s, (uint64_t)ram_mb * 1048576);
     sb_str(s, ", \"cpu\": ");
     sb_quarters(s, (uint64_t)(cpus * 4));
-    sb_str(s, "}, \"constraints\": [{\"order\": [\"fetch_package\", \"");
-    sb_str(s, name);
-    sb_str(s, "\"]}]}, \"production\": ");
+    sb_str(s, "}}, \"production\": ");
     sb_str(s, tc->production ? "true" : "false");
     sb_str(s, ", \"role\": \"");
     sb_str(s, role);
-    sb_str(s, "\", \"contact\": \"");
-    sb_str(s, tc->contact_email);
-    sb_str(s, "\", \"lifecycle\": {\"http\": {\"graceful_shutdown_endpoint\": "
-              "\"/quitquitquit\", \"port\": \"");
-    sb_str(s, ports[0]);
-    sb_str(s, "\", \"shutdown_endpoint\": \"/abortabortabort\"}}, \"tier\": \"");
+    sb_str(s, "\", \"tier\": \"");
     sb_str(s, tc->tier);
     sb_str(s, "\", \"priority\": ");
     sb_u64(s, (uint64_t)tc->priority);
-    sb_str(s, ", \"announce\": {\"primary_port\": \"");
-    sb_str(s, ports[0]);
-    sb_str(s, "\", \"portmap\": {\"aurora\": \"");
-    sb_str(s, ports[0]);
-    sb_str(s, "\"}, \"zk_path\": \"/aurora/");
-    sb_str(s, role);
-    sb_chr(s, '/');
-    sb_str(s, env);
-    sb_chr(s, '/');
-    sb_str(s, name);
-    sb_str(s, "\"}, \"update_config\": {\"batch_size\": ");
-    sb_u64(s, 1 + rng_below(r, 10));
-    sb_str(s, ", \"watch_secs\": ");
-    sb_u64(s, 30 + 15 * rng_below(r, 6));
-    sb_str(s, ", \"max_per_shard_failures\": 0, \"max_total_failures\": ");
-    sb_u64(s, rng_below(r, 5));
-    sb_str(s, ", \"rollback_on_failure\": true, \"wait_for_batch_completion\": false, "
-              "\"pulse_interval_secs\": null, \"sla_aware\": false}, \"metadata\": "
-              "[{\"key\": \"build_url\", \"value\": \"https://ci.example.com/job/");
-    sb_str(s, role);
-    sb_chr(s, '-');
-    sb_str(s, name);
-    sb_str(s, "/");
-    sb_u64(s, 1000 + rng_below(r, 90000));
-    sb_str(s, "/\"}]}");
+    if (tc->is_service) { /* services register in ZooKeeper */
+        sb_str(s, ", \"announce\": {\"primary_port\": \"");
+        sb_str(s, ports[0]);
+        sb_str(s, "\"}");
+    }
+    sb_chr(s, '}');
 }
 
 #define CONFIG_RESERVE ((size_t)24 * 1024)
@@ -720,7 +679,8 @@ static int build_config(struct bo_gen *g, uint64_t c, Bo__TaskConfig **out)
     if (version > 0 && rng_pct(&r, 50))
         ram += 512 * (int64_t)version; /* updates often bump the heap */
     const char *ports[3];
-    size_t n_ports = 1 + rng_below(&jr, 3);
+    uint64_t port_roll = rng_below(&jr, 10); /* 1 port for 6 jobs in 10, 2 for 3, 3 for 1 */
+    size_t n_ports = port_roll < 6 ? 1 : port_roll < 9 ? 2 : 3;
     size_t first_port = rng_below(&jr, NELEM(port_names));
     for (size_t k = 0; k < n_ports; k++)
         ports[k] = port_names[(first_port + k) % NELEM(port_names)];
@@ -960,11 +920,11 @@ const Bo__TaskConfig *bo_gen_config(const struct bo_gen *g, uint64_t c)
 
 /* --------------------------------------------------------------- tasks ---- */
 
-static void sb_task_id(struct gsb *s, const Bo__TaskConfig *tc, int64_t ts, uint32_t instance,
-                       struct grng *r)
+/* "role-env-name-instance-suffix": the job key and instance (what an operator
+ * greps for) and 32 random bits, which keep ids unique across the instance's
+ * reschedules. */
+static void sb_task_id(struct gsb *s, const Bo__TaskConfig *tc, uint32_t instance, struct grng *r)
 {
-    sb_u64(s, (uint64_t)ts);
-    sb_chr(s, '-');
     sb_str(s, tc->job->role);
     sb_chr(s, '-');
     sb_str(s, tc->job->environment);
@@ -973,7 +933,7 @@ static void sb_task_id(struct gsb *s, const Bo__TaskConfig *tc, int64_t ts, uint
     sb_chr(s, '-');
     sb_u64(s, instance);
     sb_chr(s, '-');
-    sb_uuid(s, r);
+    sb_hex(s, rng_next(r), 8);
 }
 
 static const char *event_message(struct grng *r, Bo__ScheduleStatus st)
@@ -998,13 +958,13 @@ static const char *event_message(struct grng *r, Bo__ScheduleStatus st)
     case BO__SCHEDULE_STATUS__THROTTLED:
         return "Rescheduled, penalized for 30000 ms for flapping";
     case BO__SCHEDULE_STATUS__PENDING:
-        return rng_pct(r, 85) ? pending[0] : PICK(r, pending);
+        return rng_pct(r, 90) ? "" : PICK(r, pending);
     case BO__SCHEDULE_STATUS__ASSIGNED:
-        return "Offer accepted by the scheduler; launching task on agent";
+        return "";
     case BO__SCHEDULE_STATUS__STARTING:
         return "Initializing sandbox.";
     case BO__SCHEDULE_STATUS__RUNNING:
-        return "All processes started; health checks passing";
+        return "";
     case BO__SCHEDULE_STATUS__FINISHED:
         return "Task finished successfully.";
     case BO__SCHEDULE_STATUS__FAILED:
@@ -1054,10 +1014,20 @@ static int build_task(const struct bo_gen *g, uint64_t i, bool with_config, stru
     at->task = with_config ? (Bo__TaskConfig *)tc : NULL;
     at->instance_id = (int32_t)instance;
 
-    /* created some time in the last 60 days */
-    int64_t created = g->now_ms - 60000 - (int64_t)rng_below(&r, 60LL * 86400 * 1000);
+    /* Created by the update that rolled out the task's config, some time in
+     * the last 60 days: instances go out in batches of 5 about a minute
+     * apart, each batch within a few hundred milliseconds (one scheduling
+     * round). One task in ten was rescheduled since, at its own time. */
+    struct grng cr;
+    rng_seed(&cr, g->p.seed, K_CONFIG, config + 0x200000000ULL);
+    int64_t rollout = g->now_ms - 3600000 - (int64_t)rng_below(&cr, 60LL * 86400 * 1000);
+    int64_t created = rollout + (int64_t)(instance / 5) * (55000 + (int64_t)rng_below(&cr, 10000)) +
+                      (int64_t)rng_below(&r, 400);
+    if (rng_pct(&r, 10) || created >= g->now_ms - 60000) {
+        created = g->now_ms - 60000 - (int64_t)rng_below(&r, 60LL * 86400 * 1000);
+    }
     sb_begin(&s, a);
-    sb_task_id(&s, tc, created, instance, &r);
+    sb_task_id(&s, tc, instance, &r);
     at->task_id = sb_end(&s, a);
 
     bool placed = st != BO__SCHEDULE_STATUS__PENDING;
@@ -1077,7 +1047,7 @@ static int build_task(const struct bo_gen *g, uint64_t i, bool with_config, stru
                 GA_NEW(a, Bo__AssignedTask__AssignedPortsEntry,
                        BO__ASSIGNED_TASK__ASSIGNED_PORTS_ENTRY__INIT);
             e->key = tc->resources[3 + k]->named_port;
-            e->value = (int32_t)(31000 + rng_below(&r, 2000));
+            e->value = (int32_t)(31000 + rng_below(&r, 256));
             at->assigned_ports[k] = e;
         }
     }
@@ -1086,7 +1056,7 @@ static int build_task(const struct bo_gen *g, uint64_t i, bool with_config, stru
     if (rng_pct(&r, 8)) {
         t->failure_count = (int32_t)rng_below(&r, 4);
         sb_begin(&s, a);
-        sb_task_id(&s, tc, created - 1000 * (int64_t)rng_below(&r, 86400), instance, &r);
+        sb_task_id(&s, tc, instance, &r);
         t->ancestor_id = sb_end(&s, a);
     }
 
