@@ -25,8 +25,6 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -40,22 +38,13 @@
 /* zlib counts in uInt; feed it at most this much per call. */
 #define ZLIB_CHUNK ((size_t)1 << 30)
 
-/* Output buffers are big and fresh: ask for transparent huge pages, since a
- * first touch of 4 KB pages costs more than the compression on the VMs we
- * run on (see snapshot.c). Only advice. */
+/* Output buffers are big and fresh, but no huge-page advice: on the VMs we
+ * run on a first touch of a transparent huge page costs 2-3 ms per MB (the
+ * host backs it afresh) against about 0.5 ms per MB for 4 KB pages, so
+ * MADV_HUGEPAGE made decompressing a million tasks slower, not faster. */
 static int reserve(struct bo_buf *b, size_t extra)
 {
-    size_t old = b->cap;
-    int rv = bo_buf_reserve(b, extra);
-    if (rv == BO_OK && b->cap != old && b->cap >= ((size_t)4 << 20)) {
-        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-        uintptr_t start = ((uintptr_t)b->data + page - 1) & ~(page - 1);
-        uintptr_t end = ((uintptr_t)b->data + b->cap) & ~(page - 1);
-        if (end > start) {
-            (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
-        }
-    }
-    return rv;
+    return bo_buf_reserve(b, extra);
 }
 
 int bo_codec_parse(const char *name, enum bo_codec *out)

@@ -1,20 +1,31 @@
 /*
  * snapshot.c - snapshot images: the streaming writer and the checking reader.
  *
- * Writing (dedup, the normal case). Configs and tasks arrive already encoded,
- * as the store keeps them. Each is appended once, with its protobuf field
- * header, to one of two growing buffers: `configs` holds the elements of
- * DeduplicatedSnapshot field 3, `tasks` the elements of field 2 (each a
- * DeduplicatedScheduledTask{1: partial, 2: config id}); set_rest packs the
- * partial Snapshot as field 1 into `rest`. Two buffers instead of one let the
- * caller interleave configs and tasks and still get field 3 first. At finish
- * the outer headers (LogEntry field 4 and its length) are computed from the
- * buffer sizes, and the pieces are handed to the compressor as an iovec, so
- * the hundreds of MB of tasks are never concatenated. The compressed bytes
- * land in the image right after a header slot of the largest possible size;
- * once their size is known the Compressed headers are written and the data is
- * moved down over the unused part of the slot (one pass over the compressed
- * size, a fraction of the raw one). raw_bytes is computed per task from the
+ * Writing (dedup with zstd, the normal case: streaming). Configs and tasks
+ * arrive already encoded, as the store keeps them. Each is framed with its
+ * protobuf field header (config: DeduplicatedSnapshot field 3; task: field 2,
+ * a DeduplicatedScheduledTask{1: partial, 2: config id}) into a small staging
+ * buffer that is handed to a zstd stream every 256 KB, in arrival order: a
+ * caller that adds all configs first (the store does) gets fields 3, 2, 1;
+ * one that interleaves still has every config ahead of the tasks that name
+ * it. Past the first 8 MB zstd compresses on two worker threads while the
+ * caller goes on reading the store (a smaller snapshot is compressed at
+ * finish, on the calling thread), and no uncompressed copy of the tasks is
+ * ever held: at a million tasks that was 600 MB of fresh memory, which costs
+ * more than compressing it on the VMs we run on. set_rest packs the partial Snapshot as field 1
+ * into `rest`; finish streams it last and closes the frame. The LogEntry header in front (field 4
+ * and the total length) is known only then, so it goes into a second, tiny zstd frame placed before
+ * the first: a decoder reads two concatenated frames as one stream. The compressed bytes follow a
+ * reserved slot for image header, Compressed wrapper and head frame; finish fills it and moves the
+ * data down over what is unused (one pass over the compressed size), then hands the buffer over to
+ * an empty image instead of copying.
+ *
+ * Writing (dedup with codec none or zlib). The same elements go to two
+ * growing buffers, `configs` and `tasks`, so field 3 comes first even when
+ * the caller interleaves; at finish the outer headers are computed from the
+ * buffer sizes and the pieces are handed to the compressor as an iovec (never
+ * concatenated), into the image after a header slot of the largest possible
+ * size, and moved down as above. raw_bytes is computed per task from the
  * partial's assigned_task length and the config size, never by building the
  * plain encoding.
  *
@@ -41,14 +52,17 @@
  * here (a full unpack of a million tasks would double the restore time); the
  * visitor unpacks them, and the checksums already guarantee the bytes are the
  * ones written. A visitor's own error stops the walk and is returned as is.
+ * A streaming writer whose compressor fails makes that add return BO_ENOMEM
+ * (all zstd can fail on with valid input) and finish report zstd's message;
+ * one created with a level zstd refuses buffers instead, and finish reports
+ * the level, as for the other codecs.
  */
 #include "storage/snapshot.h"
 
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
+#include <zstd.h>
 
 #include "common/hash.h"
 #include "common/mem.h"
@@ -119,33 +133,12 @@ static void pb_tracked_init(struct pb_tracked *t)
     t->failed = false;
 }
 
-/* Big buffers are touched once, front to back, right after they grow. On
- * the VMs we run on a first touch costs about 1.5 ms per MB with 4 KB pages
- * (more than compressing the bytes), so ask for transparent huge pages on
- * anything big. Only advice: failure changes nothing. */
-#define HUGE_MIN ((size_t)4 << 20)
-
-static void advise_huge(struct bo_buf *b, size_t old_cap)
-{
-    if (b->cap == old_cap || b->cap < HUGE_MIN) {
-        return;
-    }
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t start = ((uintptr_t)b->data + page - 1) & ~(page - 1);
-    uintptr_t end = ((uintptr_t)b->data + b->cap) & ~(page - 1);
-    if (end > start) {
-        (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
-    }
-}
-
+/* Big buffers get no huge-page advice: see codec.c (a first touch of a
+ * transparent huge page costs several times more than of 4 KB pages on the
+ * VMs we run on). The streaming writer keeps the big ones from existing. */
 static int reserve(struct bo_buf *b, size_t extra)
 {
-    size_t old = b->cap;
-    int rv = bo_buf_reserve(b, extra);
-    if (rv == BO_OK) {
-        advise_huge(b, old);
-    }
-    return rv;
+    return bo_buf_reserve(b, extra);
 }
 
 static size_t put_varint(uint8_t *p, uint64_t v)
@@ -317,7 +310,128 @@ struct bo_snap_writer {
     uint64_t raw_tasks;   /* bytes of the tasks in a plain Snapshot */
     uint64_t dedup_tasks; /* bytes of the tasks in a DeduplicatedSnapshot */
     struct bo_snap_stats stats;
+    /* Streaming (dedup + zstd): config and task elements are compressed as
+     * they arrive, in arrival order, instead of landing in `configs` and
+     * `tasks`. `stage` gathers them into chunks for the compressor; `out`
+     * holds STREAM_PREFIX reserved bytes, then the compressed body frame. */
+    ZSTD_CCtx *zc;
+    struct bo_buf stage;
+    struct bo_buf out;
+    uint64_t streamed; /* uncompressed element bytes given to the compressor */
+    bool started;      /* the compressor has seen input (its parameters are set) */
+    bool broken;       /* the stream lost data: every later call fails */
+    size_t zerr;       /* why, if zstd said so (0: out of memory) */
 };
+
+/* Elements are handed to the compressor in chunks of about this size, once
+ * compression has started; it starts when the first STREAM_MT_MIN bytes are
+ * staged (with worker threads) or at finish (without: for a small snapshot
+ * starting threads costs more than it saves, as in codec.c). */
+#define STAGE_SIZE    ((size_t)256 << 10)
+#define STREAM_MT_MIN ((size_t)8 << 20)
+
+/* The compressed head frame: a zstd frame holding at most 11 bytes. */
+#define HEAD_FRAME_MAX 128
+
+/* Reserved in front of the streamed body frame: image header, Compressed
+ * wrapper and the head frame, written at finish. */
+#define STREAM_PREFIX (BO_SNAP_HEADER_SIZE + WRAP_MAX + HEAD_FRAME_MAX)
+
+/* Workers of a streaming compression: the export runs on the calling thread
+ * meanwhile, so compression and reading the store overlap. */
+#define STREAM_WORKERS 2
+
+static int stream_fail(struct bo_snap_writer *w, size_t code)
+{
+    if (!w->broken) {
+        w->broken = true;
+        w->zerr = code;
+    }
+    return BO_ENOMEM;
+}
+
+/* Give `len` bytes to the compressor (`end`: and close the body frame). */
+static int stream_feed(struct bo_snap_writer *w, const uint8_t *p, size_t len, bool end)
+{
+    if (w->broken) {
+        return BO_ENOMEM;
+    }
+    if (!w->started) {
+        w->started = true;
+        /* Only if the library was built with threads. */
+        ZSTD_bounds b = ZSTD_cParam_getBounds(ZSTD_c_nbWorkers);
+        if (!end && !ZSTD_isError(b.error) && b.upperBound >= STREAM_WORKERS) {
+            size_t r = ZSTD_CCtx_setParameter(w->zc, ZSTD_c_nbWorkers, STREAM_WORKERS);
+            if (ZSTD_isError(r)) {
+                return stream_fail(w, r);
+            }
+        }
+    }
+    ZSTD_inBuffer ib = {p, len, 0};
+    for (;;) {
+        size_t room = ZSTD_CStreamOutSize();
+        if (reserve(&w->out, room) != BO_OK) {
+            return stream_fail(w, 0);
+        }
+        ZSTD_outBuffer ob = {w->out.data + w->out.len, w->out.cap - w->out.len, 0};
+        size_t r = ZSTD_compressStream2(w->zc, &ob, &ib, end ? ZSTD_e_end : ZSTD_e_continue);
+        w->out.len += ob.pos;
+        if (ZSTD_isError(r)) {
+            return stream_fail(w, r);
+        }
+        if (end ? r == 0 : ib.pos == ib.size) {
+            return BO_OK;
+        }
+    }
+}
+
+static int stream_flush_stage(struct bo_snap_writer *w)
+{
+    int rv = stream_feed(w, w->stage.data, w->stage.len, false);
+    w->stage.len = 0;
+    return rv;
+}
+
+/* Room for one element of at most `max` bytes, in `stage` when streaming,
+ * in `b` otherwise. */
+static int element_room(struct bo_snap_writer *w, struct bo_buf *b, size_t max, struct bo_buf **dst)
+{
+    if (w->zc == NULL) {
+        *dst = b;
+        return reserve(b, max);
+    }
+    if (w->stage.len > 0 && w->stage.len + max > (w->started ? STAGE_SIZE : STREAM_MT_MIN)) {
+        int rv = stream_flush_stage(w);
+        if (rv != BO_OK) {
+            return rv;
+        }
+    }
+    *dst = &w->stage;
+    return bo_buf_reserve(&w->stage, max);
+}
+
+static int stream_start(struct bo_snap_writer *w)
+{
+    int level = w->level == 0 ? BO_ZSTD_LEVEL_DEFAULT : w->level;
+    if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {
+        return BO_OK; /* finish reports it, as for a buffered writer */
+    }
+    w->zc = ZSTD_createCCtx();
+    if (w->zc == NULL) {
+        return BO_ENOMEM;
+    }
+    size_t r = ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel, level);
+    if (!ZSTD_isError(r)) {
+        r = ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1);
+    }
+    if (ZSTD_isError(r) || bo_buf_reserve(&w->out, STREAM_PREFIX) != BO_OK) {
+        ZSTD_freeCCtx(w->zc);
+        w->zc = NULL;
+        return BO_ENOMEM;
+    }
+    w->out.len = STREAM_PREFIX;
+    return BO_OK;
+}
 
 int bo_snap_writer_new(bool dedup, enum bo_codec codec, int level, struct bo_snap_writer **out)
 {
@@ -331,6 +445,10 @@ int bo_snap_writer_new(bool dedup, enum bo_codec codec, int level, struct bo_sna
     w->dedup = dedup;
     w->codec = codec;
     w->level = level;
+    if (dedup && codec == BO_CODEC_ZSTD && stream_start(w) != BO_OK) {
+        bo_free(w);
+        return BO_ENOMEM;
+    }
     *out = w;
     return BO_OK;
 }
@@ -353,6 +471,9 @@ void bo_snap_writer_free(struct bo_snap_writer *w)
     bo_buf_release(&w->configs);
     bo_buf_release(&w->tasks);
     bo_buf_release(&w->rest);
+    ZSTD_freeCCtx(w->zc);
+    bo_buf_release(&w->stage);
+    bo_buf_release(&w->out);
     bo_free(w);
 }
 
@@ -398,11 +519,12 @@ int bo_snap_writer_add_config(struct bo_snap_writer *w, const uint8_t *config, s
     if (rv != BO_OK) {
         return rv;
     }
-    rv = reserve(&w->configs, 11 + len);
+    struct bo_buf *b;
+    rv = element_room(w, &w->configs, 11 + len, &b);
     if (rv != BO_OK) {
         return rv;
     }
-    uint8_t *p = w->configs.data + w->configs.len;
+    uint8_t *p = b->data + b->len;
     size_t h = 0;
     if (w->dedup) {
         p[h++] = TAG(DEDUP_TASK_CONFIGS, BO_PB_LEN);
@@ -411,9 +533,12 @@ int bo_snap_writer_add_config(struct bo_snap_writer *w, const uint8_t *config, s
     if (len > 0) {
         memcpy(p + h, config, len);
     }
-    w->cfg_off[w->n_cfg] = w->configs.len + h;
+    w->cfg_off[w->n_cfg] = b->len + h; /* meaningless when streaming */
     w->cfg_len[w->n_cfg] = len;
-    w->configs.len += h + len;
+    b->len += h + len;
+    if (w->zc != NULL) {
+        w->streamed += h + len;
+    }
     *index = (uint32_t)w->n_cfg++;
     return BO_OK;
 }
@@ -482,14 +607,15 @@ int bo_snap_writer_add_task(struct bo_snap_writer *w, uint32_t config_index, con
         }
         return rv;
     }
-    int rv = reserve(&w->tasks, 1 + 10 + 1 + 10 + len + 1 + 5);
+    struct bo_buf *b;
+    int rv = element_room(w, &w->tasks, 1 + 10 + 1 + 10 + len + 1 + 5, &b);
     if (rv != BO_OK) {
         w->n_tasks--;
         w->raw_tasks -= raw_task_element(len, has_assigned, assigned_len, clen);
         w->dedup_tasks -= field_size(body);
         return rv;
     }
-    uint8_t *p = w->tasks.data + w->tasks.len;
+    uint8_t *p = b->data + b->len;
     size_t h = 0;
     p[h++] = TAG(DEDUP_PARTIAL_TASKS, BO_PB_LEN);
     h += put_varint(p + h, body);
@@ -503,7 +629,10 @@ int bo_snap_writer_add_task(struct bo_snap_writer *w, uint32_t config_index, con
         p[h++] = TAG(DTASK_CONFIG_ID, BO_PB_VARINT);
         h += put_varint(p + h, config_index);
     }
-    w->tasks.len += h;
+    b->len += h;
+    if (w->zc != NULL) {
+        w->streamed += h;
+    }
     return BO_OK;
 }
 
@@ -555,6 +684,87 @@ int bo_snap_wrap_image(const uint8_t *payload, size_t len, struct bo_buf *image)
     return BO_OK;
 }
 
+/* Write the Compressed wrapper for `clen` bytes of data holding `inner_len`
+ * uncompressed ones into `wrap` (WRAP_MAX bytes); returns its size. */
+static size_t compressed_wrap(uint8_t *wrap, enum bo_codec codec, size_t inner_len, size_t clen)
+{
+    size_t body = 2 + 1 + bo_pb_varint_size(inner_len) + field_size(clen);
+    size_t wl = 0;
+    wrap[wl++] = TAG(LOGENTRY_COMPRESSED, BO_PB_LEN);
+    wl += put_varint(wrap + wl, body);
+    wrap[wl++] = TAG(COMPRESSED_CODEC, BO_PB_VARINT);
+    wrap[wl++] = (uint8_t)codec;
+    wrap[wl++] = TAG(COMPRESSED_SIZE, BO_PB_VARINT);
+    wl += put_varint(wrap + wl, inner_len);
+    wrap[wl++] = TAG(COMPRESSED_DATA, BO_PB_LEN);
+    wl += put_varint(wrap + wl, clen);
+    return wl;
+}
+
+/* Streaming finish: close the body frame with the rest, compress the head
+ * (which needs the total size, known only now) as a frame of its own, and
+ * lay out header slot, wrapper, head frame and body frame in `image`. The
+ * data is then two zstd frames, which a decoder reads as one stream. The
+ * image header itself is left to the caller. */
+static int stream_finish(struct bo_snap_writer *w, const uint8_t *head, size_t hlen,
+                         size_t inner_len, struct bo_buf *image, struct bo_err *err)
+{
+    int rv = BO_OK;
+    if (w->started) {
+        rv = stream_flush_stage(w);
+    } else if (bo_buf_append(&w->stage, w->rest.data, w->rest.len) != BO_OK) {
+        rv = stream_fail(w, 0);
+    }
+    if (rv == BO_OK) {
+        rv = w->started ? stream_feed(w, w->rest.data, w->rest.len, true)
+                        : stream_feed(w, w->stage.data, w->stage.len, true);
+    }
+    uint8_t hf[HEAD_FRAME_MAX];
+    size_t hfl = 0;
+    if (rv == BO_OK) {
+        ZSTD_CCtx_reset(w->zc, ZSTD_reset_session_only);
+        hfl = ZSTD_compress2(w->zc, hf, sizeof(hf), head, hlen);
+        if (ZSTD_isError(hfl)) {
+            rv = stream_fail(w, hfl);
+        }
+    }
+    if (rv != BO_OK) {
+        if (w->zerr != 0) {
+            return bo_errf(err, BO_EINTERNAL, "finish snapshot: zstd compress: %s",
+                           ZSTD_getErrorName(w->zerr));
+        }
+        return bo_errf(err, BO_ENOMEM, "finish snapshot: out of memory");
+    }
+    size_t body_len = w->out.len - STREAM_PREFIX;
+    size_t clen = hfl + body_len;
+    uint8_t wrap[WRAP_MAX];
+    size_t wl = compressed_wrap(wrap, BO_CODEC_ZSTD, inner_len, clen);
+    size_t front = BO_SNAP_HEADER_SIZE + wl + hfl;
+    assert(front <= STREAM_PREFIX);
+    if (image->len == 0) {
+        /* Hand our buffer over rather than copying a hundred MB. */
+        uint8_t *p = w->out.data + STREAM_PREFIX - front;
+        memcpy(p + BO_SNAP_HEADER_SIZE, wrap, wl);
+        memcpy(p + BO_SNAP_HEADER_SIZE + wl, hf, hfl);
+        memmove(w->out.data, p, front + body_len);
+        bo_buf_release(image);
+        *image = w->out;
+        image->len = front + body_len;
+        w->out = (struct bo_buf)BO_BUF_INIT;
+        return BO_OK;
+    }
+    if (reserve(image, front + body_len) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "finish snapshot: out of memory (%zu bytes)",
+                       front + body_len);
+    }
+    uint8_t *p = image->data + image->len;
+    memcpy(p + BO_SNAP_HEADER_SIZE, wrap, wl);
+    memcpy(p + BO_SNAP_HEADER_SIZE + wl, hf, hfl);
+    memcpy(p + front, w->out.data + STREAM_PREFIX, body_len);
+    image->len += front + body_len;
+    return BO_OK;
+}
+
 int bo_snap_writer_finish(struct bo_snap_writer *w, struct bo_buf *image,
                           struct bo_snap_stats *stats, struct bo_err *err)
 {
@@ -590,12 +800,21 @@ int bo_snap_writer_finish(struct bo_snap_writer *w, struct bo_buf *image,
         iov[n++] = (struct iovec){w->tasks.data, w->tasks.len};
     }
     size_t inner_len = hlen + (w->dedup ? w->configs.len : 0) + w->tasks.len + w->rest.len;
+    if (w->zc != NULL) {
+        inner_len = hlen + w->streamed + w->rest.len;
+    }
     assert(inner_len == hlen + (w->dedup ? dedup_body : raw_body));
 
     size_t base = image->len;
     size_t payload_len;
     int rv;
-    if (w->codec == BO_CODEC_NONE) {
+    if (w->zc != NULL) {
+        rv = stream_finish(w, head, hlen, inner_len, image, err);
+        if (rv != BO_OK) {
+            return rv;
+        }
+        payload_len = image->len - base - BO_SNAP_HEADER_SIZE;
+    } else if (w->codec == BO_CODEC_NONE) {
         if (reserve(image, BO_SNAP_HEADER_SIZE + inner_len) != BO_OK) {
             return bo_errf(err, BO_ENOMEM, "finish snapshot: out of memory (%zu bytes)", inner_len);
         }
@@ -614,16 +833,7 @@ int bo_snap_writer_finish(struct bo_snap_writer *w, struct bo_buf *image,
         }
         size_t clen = image->len - base - BO_SNAP_HEADER_SIZE - WRAP_MAX;
         uint8_t wrap[WRAP_MAX];
-        size_t body = 2 + 1 + bo_pb_varint_size(inner_len) + field_size(clen);
-        size_t wl = 0;
-        wrap[wl++] = TAG(LOGENTRY_COMPRESSED, BO_PB_LEN);
-        wl += put_varint(wrap + wl, body);
-        wrap[wl++] = TAG(COMPRESSED_CODEC, BO_PB_VARINT);
-        wrap[wl++] = (uint8_t)w->codec;
-        wrap[wl++] = TAG(COMPRESSED_SIZE, BO_PB_VARINT);
-        wl += put_varint(wrap + wl, inner_len);
-        wrap[wl++] = TAG(COMPRESSED_DATA, BO_PB_LEN);
-        wl += put_varint(wrap + wl, clen);
+        size_t wl = compressed_wrap(wrap, w->codec, inner_len, clen);
         uint8_t *start = image->data + base + BO_SNAP_HEADER_SIZE;
         memmove(start + wl, start + WRAP_MAX, clen);
         memcpy(start, wrap, wl);
