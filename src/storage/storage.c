@@ -71,6 +71,14 @@ struct image_job {
     void *data;
 };
 
+struct ckpt_job {
+    uv_work_t work;
+    struct bo_storage *s;
+    struct bo_store_ckpt *ckpt;
+    int rv;
+    struct bo_err err;
+};
+
 struct bo_storage {
     uv_loop_t *loop;
     struct bo_storage_config cfg;
@@ -90,6 +98,9 @@ struct bo_storage {
 
     uv_timer_t role_timer;
     uv_timer_t backup_timer;
+    uv_check_t flush_check;
+    uv_timer_t ckpt_timer;
+    struct ckpt_job *ckpt;
     enum bo_storage_role role;
     bool barrier_pending;
     struct raft_barrier barrier;
@@ -354,9 +365,77 @@ static void barrier_cb(struct raft_barrier *req, int status)
 {
     struct bo_storage *s = req->data;
     s->barrier_pending = false;
+    bo_store_note_index(s->store, raft_last_applied(&s->raft));
     if (status == 0 && raft_state(&s->raft) == RAFT_LEADER) {
         set_role(s, BO_ROLE_LEADER);
     }
+}
+
+/* Runs once per loop iteration, after the I/O callbacks in which raft applied
+ * entries: everything applied in the iteration becomes one SQLite commit. */
+static void flush_check_cb(uv_check_t *h)
+{
+    struct bo_storage *s = h->data;
+    if (!bo_store_pending(s->store)) {
+        return;
+    }
+    struct bo_err err = BO_ERR_INIT;
+    int rv = bo_store_flush(s->store, &err);
+    if (rv != BO_OK) {
+        char msg[BO_ERR_MSG_SIZE + 32];
+        snprintf(msg, sizeof(msg), "flush: %s", bo_err_msg(&err, rv));
+        fatal(s, rv, msg);
+    }
+}
+
+/* WAL checkpoints run on the thread pool so the loop never copies pages into
+ * the database file itself (store.h, "Checkpoints"). */
+static void maybe_finish_close(struct bo_storage *s);
+
+static void ckpt_work(uv_work_t *work)
+{
+    struct ckpt_job *job = work->data;
+    job->rv = bo_store_ckpt_run(job->ckpt, &job->err);
+}
+
+static void ckpt_after_work(uv_work_t *work, int status)
+{
+    (void)status;
+    struct ckpt_job *job = work->data;
+    struct bo_storage *s = job->s;
+    bo_store_ckpt_close(job->ckpt);
+    if (job->rv != BO_OK) {
+        bo_warn("storage: checkpoint: %s", bo_err_msg(&job->err, job->rv));
+    }
+    s->ckpt = NULL;
+    bo_free(job);
+    if (s->closing) {
+        maybe_finish_close(s);
+    }
+}
+
+static void ckpt_timer_cb(uv_timer_t *t)
+{
+    struct bo_storage *s = t->data;
+    if (s->ckpt != NULL || s->closing) {
+        return;
+    }
+    struct ckpt_job *job = bo_calloc(1, sizeof(*job));
+    if (job == NULL) {
+        return;
+    }
+    job->s = s;
+    job->work.data = job;
+    if (bo_store_ckpt_open(s->store, &job->ckpt, &job->err) != BO_OK) {
+        bo_free(job);
+        return; /* a restore is running; next time */
+    }
+    if (uv_queue_work(s->loop, &job->work, ckpt_work, ckpt_after_work) != 0) {
+        bo_store_ckpt_close(job->ckpt);
+        bo_free(job);
+        return;
+    }
+    s->ckpt = job;
 }
 
 static void role_timer_cb(uv_timer_t *t)
@@ -596,8 +675,6 @@ int bo_storage_snapshot_now(struct bo_storage *s, bo_storage_done_cb cb, void *d
 }
 
 /* --------------------------------------------------------------- backups ---- */
-
-static void maybe_finish_close(struct bo_storage *s);
 
 static void backup_work(uv_work_t *work)
 {
@@ -917,6 +994,7 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
         bo_err_wrapf(err, rv, "storage: open '%s'", s->db_path);
         goto err_after_alloc;
     }
+    bo_store_set_group_commit(s->store, true);
 
     rv = raft_uv_tcp_init(&s->transport, loop);
     if (rv != 0) {
@@ -1005,6 +1083,13 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
         goto err_after_raft;
     }
 
+    bo_store_note_index(s->store, raft_last_applied(&s->raft));
+    uv_check_init(loop, &s->flush_check);
+    s->flush_check.data = s;
+    uv_check_start(&s->flush_check, flush_check_cb);
+    uv_timer_init(loop, &s->ckpt_timer);
+    s->ckpt_timer.data = s;
+    uv_timer_start(&s->ckpt_timer, ckpt_timer_cb, 100, 100);
     uv_timer_init(loop, &s->role_timer);
     s->role_timer.data = s;
     uv_timer_start(&s->role_timer, role_timer_cb, 0, ROLE_POLL_MS);
@@ -1028,7 +1113,7 @@ err_after_alloc:
 
 static void maybe_finish_close(struct bo_storage *s)
 {
-    if (s->closing_pending > 0 || s->backup != NULL) {
+    if (s->closing_pending > 0 || s->backup != NULL || s->ckpt != NULL) {
         return;
     }
     if (s->snap_view != NULL) {
@@ -1073,6 +1158,8 @@ static void close_now_cb(uv_timer_t *t)
     struct bo_storage *s = t->data;
     uv_close((uv_handle_t *)&s->role_timer, handle_closed_cb);
     uv_close((uv_handle_t *)&s->backup_timer, handle_closed_cb);
+    uv_close((uv_handle_t *)&s->flush_check, handle_closed_cb);
+    uv_close((uv_handle_t *)&s->ckpt_timer, handle_closed_cb);
     if (s->backup != NULL) {
         uv_cancel((uv_req_t *)&s->backup->work);
     }
@@ -1084,7 +1171,7 @@ void bo_storage_close(struct bo_storage *s, bo_storage_close_cb cb)
     assert(!s->closing);
     s->closing = true;
     s->close_cb = cb;
-    s->closing_pending = 3;
+    s->closing_pending = 5;
     uv_timer_stop(&s->backup_timer);
     uv_timer_start(&s->role_timer, close_now_cb, 0, 0);
 }

@@ -15,36 +15,53 @@
  *
  * Tasks are stored as the protobuf encoding of the ScheduledTask with
  * assigned_task.task left out (events, ports, failure count, ancestor, slave
- * id and host all live in that blob) beside the columns queries filter on and
- * the id of their config. That blob is exactly what a deduplicated snapshot
- * holds per task, so an export streams it without re-encoding anything.
- * job_counts (tasks per job per status) is kept by the apply code, not by
- * triggers, so job and role summaries never scan tasks.
+ * id and host all live in that blob), in task_bodies with the id of their
+ * config, and the columns queries filter on in `tasks` under the same row id.
+ * Keeping the blob out of `tasks` keeps that table narrow (about 130 bytes a
+ * task against 700), which is what index builds and index-less searches scan.
+ * That blob is exactly what a deduplicated snapshot holds per task, so an
+ * export streams it without re-encoding anything. job_counts (tasks per job per status) is kept by
+ * the apply code, not by triggers, so job and role summaries never scan tasks.
  *
  * Reads for snapshots: a view is a second, read-only connection; view_open
  * runs BEGIN and one SELECT on the loop thread, which pins a WAL snapshot.
  * The export may then run on a worker thread while the loop keeps writing on
  * the main connection: configs referenced by tasks (in id order), then every
- * task's blob (in rowid order, no sort), then the small rest as a partial
- * Snapshot. Nothing per task is held in memory.
+ * task's blob (task_bodies alone, in rowid order, no sort, read through a
+ * memory map), then the small rest as a partial Snapshot. Nothing per task is
+ * held in memory.
  *
  * Restore builds the new state in a fresh file beside the live one
  * (path ".restore") with journal_mode=OFF and no secondary index on tasks,
- * inserts everything in one transaction, creates the indexes at the end,
- * then closes the main connection, removes the old WAL and renames the new
- * file over the old one and reopens. Task rows get their columns from a
- * field walk over the blob (pbwire), not from a protobuf-c unpack.
+ * inserts everything in one transaction (row ids numbered by the restore,
+ * tasks and task_bodies alike), creates the indexes at the end, then closes
+ * the main connection, moves the old file aside (".old"), renames the new
+ * one into place, removes the old file and WAL and reopens. Task rows get
+ * their columns from a field walk over the blob (pbwire), not from a
+ * protobuf-c unpack. Measured costs behind the details, at a million tasks:
+ * the index builds sort with temporary files in runs of a small cache, since
+ * temp_store=MEMORY makes SQLite sort everything as one linked list on one
+ * thread (twice as slow); renaming over an existing file makes ext4 flush
+ * the new one first (auto_da_alloc, half a second), renaming to a free name
+ * does not; and the main connection sets synchronous=OFF before switching a
+ * restored file to WAL, which would otherwise fsync all of it.
  *
  * Failure modes. An invalid op (missing field, event for an unknown update)
  * is BO_EINVAL naming the op index and the field; the transaction is rolled
  * back, nothing changes, the applied index stays. SQLITE_FULL is BO_ENOSPC,
  * other SQLite failures BO_EIO (BO_ENOMEM, BO_ECORRUPT where they say so),
  * always with sqlite3_errmsg; the caller must stop since the store no longer
- * follows the log. A restore that fails before the rename leaves the old
- * state as it was; one that fails to reopen after the rename leaves the store
- * unusable (every call fails) and the caller rebuilds from the log. A restore
- * is refused with BO_EBUSY while a view is open, since the view reads the
- * file being replaced. Malformed images and log entries are BO_ECORRUPT.
+ * follows the log. A restore that fails before the renames leaves the old
+ * state as it was (moved back if the second rename fails; if even that fails
+ * the store stays closed rather than reopen an empty file); one that fails
+ * to reopen after the renames leaves the store unusable (every call fails)
+ * and the caller rebuilds from the log. A crash between the two renames
+ * leaves the old state under ".old", which bo_store_open puts back unless
+ * asked for a fresh store. While views are open the files cannot be
+ * swapped under them, so a restore then replaces the state in place, in one
+ * transaction on the main connection (restore_in_place): slower, but a
+ * state-replacing log entry cannot wait. Malformed images and log entries
+ * are BO_ECORRUPT.
  *
  * Threads: the main connection is used only by the owning thread; each view
  * has its own connection (opened NOMUTEX: one thread at a time uses it).
@@ -82,7 +99,12 @@ static const char schema_tables[] =
     "CREATE INDEX IF NOT EXISTS task_configs_job ON task_configs(job_id);"
     "CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY, task_id TEXT NOT NULL,"
     " job_id INTEGER NOT NULL, instance_id INTEGER NOT NULL, status INTEGER NOT NULL,"
-    " host TEXT NOT NULL, config_id INTEGER NOT NULL, body BLOB NOT NULL);"
+    " host TEXT NOT NULL, config_id INTEGER NOT NULL);"
+    /* The body of tasks.id, apart so that the tasks table stays narrow
+     * (index builds and searches scan a tenth of the bytes); config_id is
+     * repeated so an export reads this table alone. */
+    "CREATE TABLE IF NOT EXISTS task_bodies(id INTEGER PRIMARY KEY, config_id INTEGER NOT NULL,"
+    " body BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS job_counts(job_id INTEGER NOT NULL, status INTEGER NOT NULL,"
     " n INTEGER NOT NULL, PRIMARY KEY(job_id, status)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS cron_jobs(job_id INTEGER PRIMARY KEY,"
@@ -129,6 +151,9 @@ enum stmt_id {
     S_BEGIN,
     S_COMMIT,
     S_ROLLBACK,
+    S_SAVEPOINT,
+    S_RELEASE,
+    S_ROLLBACK_TO,
     S_META_GET,
     S_META_PUT,
     S_JOB_FIND,
@@ -144,6 +169,8 @@ enum stmt_id {
     S_TASK_INSERT,
     S_TASK_UPDATE,
     S_TASK_DELETE,
+    S_BODY_PUT,
+    S_BODY_DELETE,
     S_COUNT_ADD,
     S_COUNT_PRUNE,
     S_CRON_FIND,
@@ -195,6 +222,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT apply",
+    [S_RELEASE] = "RELEASE apply",
+    [S_ROLLBACK_TO] = "ROLLBACK TO apply",
     [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [S_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -214,11 +244,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CFG_DELETE] = "DELETE FROM task_configs WHERE id = ?1",
     [S_CFG_BODY] = "SELECT body FROM task_configs WHERE id = ?1",
     [S_TASK_FIND] = "SELECT id, config_id, job_id, status FROM tasks WHERE task_id = ?1",
-    [S_TASK_INSERT] = "INSERT INTO tasks(task_id, job_id, instance_id, status, host, config_id,"
-                      " body) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* ?1 is NULL for a new row id, given by a restore. */
+    [S_TASK_INSERT] = "INSERT INTO tasks(id, task_id, job_id, instance_id, status, host, config_id)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_TASK_UPDATE] = "UPDATE tasks SET job_id = ?2, instance_id = ?3, status = ?4, host = ?5,"
-                      " config_id = ?6, body = ?7 WHERE id = ?1",
+                      " config_id = ?6 WHERE id = ?1",
     [S_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
+    [S_BODY_PUT] = "INSERT OR REPLACE INTO task_bodies(id, config_id, body) VALUES(?1, ?2, ?3)",
+    [S_BODY_DELETE] = "DELETE FROM task_bodies WHERE id = ?1",
     [S_COUNT_ADD] = "INSERT INTO job_counts(job_id, status, n) VALUES(?1, ?2, ?3)"
                     " ON CONFLICT(job_id, status) DO UPDATE SET n = n + excluded.n",
     [S_COUNT_PRUNE] = "DELETE FROM job_counts WHERE job_id = ?1 AND status = ?2 AND n <= 0",
@@ -331,6 +364,10 @@ struct bo_store {
     char *path;
     struct conn main;
     uint64_t applied_index;
+    /* Group commit: applies run as savepoints inside one open transaction,
+     * committed by bo_store_flush (see store.h). */
+    bool group_commit;
+    bool group_open;
     unsigned n_views;
     struct memo_entry memo[MEMO_SIZE];
     unsigned memo_next;
@@ -1242,6 +1279,21 @@ static int task_find(struct conn *c, const char *task_id, struct task_row *row, 
     return BO_OK;
 }
 
+/* Insert or replace the body of task row `id`. */
+static int body_put(struct conn *c, int64_t id, int64_t config_id, const uint8_t *body, size_t len,
+                    struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_BODY_PUT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, config_id);
+    bind_blob(s, 3, body, len);
+    return step_done(c, s, err, "store task body");
+}
+
 /* Insert or replace by task id. The new config is referenced before the old
  * one is released so a task keeping its config never deletes it. */
 static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
@@ -1271,18 +1323,24 @@ static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTas
     if (rc != BO_OK) {
         return rc;
     }
+    int k = 1;
     if (replace) {
-        sqlite3_bind_int64(s, 1, old.id);
+        sqlite3_bind_int64(s, k++, old.id);
     } else {
-        bind_str(s, 1, a->task_id);
+        sqlite3_bind_null(s, k++);
+        bind_str(s, k++, a->task_id);
     }
-    sqlite3_bind_int64(s, 2, job_id);
-    sqlite3_bind_int(s, 3, a->instance_id);
-    sqlite3_bind_int(s, 4, (int)t->status);
-    bind_str(s, 5, a->slave_host);
-    sqlite3_bind_int64(s, 6, config_id);
-    bind_blob(s, 7, st->part.data, st->part.len);
+    sqlite3_bind_int64(s, k++, job_id);
+    sqlite3_bind_int(s, k++, a->instance_id);
+    sqlite3_bind_int(s, k++, (int)t->status);
+    bind_str(s, k++, a->slave_host);
+    sqlite3_bind_int64(s, k++, config_id);
     rc = step_done(c, s, err, replace ? "update task" : "insert task");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = body_put(c, replace ? old.id : sqlite3_last_insert_rowid(c->db), config_id, st->part.data,
+                  st->part.len, err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -1309,6 +1367,15 @@ static int remove_task(struct bo_store *st, struct conn *c, const char *task_id,
     }
     sqlite3_stmt *s = NULL;
     rc = conn_stmt(c, S_TASK_DELETE, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, old.id);
+    rc = step_done(c, s, err, "delete task");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    rc = conn_stmt(c, S_BODY_DELETE, &s, err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -1838,30 +1905,81 @@ static int apply_op(struct bo_store *st, struct conn *c, const Bo__Op *op, struc
     }
 }
 
-static int txn_begin(struct conn *c, struct bo_err *err)
+static int run_stmt(struct conn *c, enum stmt_id id, struct bo_err *err, const char *what)
 {
     sqlite3_stmt *s = NULL;
-    int rc = conn_stmt(c, S_BEGIN, &s, err);
-    return rc != BO_OK ? rc : step_done(c, s, err, "begin");
+    int rc = conn_stmt(c, id, &s, err);
+    return rc != BO_OK ? rc : step_done(c, s, err, what);
 }
 
-static int txn_commit(struct conn *c, struct bo_err *err)
+/* One apply is one transaction, or with group commit one savepoint in the
+ * group's transaction: all or nothing either way. */
+static int txn_begin(struct bo_store *st, struct bo_err *err)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = conn_stmt(c, S_COMMIT, &s, err);
-    return rc != BO_OK ? rc : step_done(c, s, err, "commit");
+    struct conn *c = &st->main;
+    if (!st->group_commit) {
+        return run_stmt(c, S_BEGIN, err, "begin");
+    }
+    if (!st->group_open) {
+        int rc = run_stmt(c, S_BEGIN, err, "begin");
+        if (rc != BO_OK) {
+            return rc;
+        }
+        st->group_open = true;
+    }
+    return run_stmt(c, S_SAVEPOINT, err, "savepoint");
 }
 
-static void txn_rollback(struct conn *c)
+static int txn_commit(struct bo_store *st, struct bo_err *err)
 {
-    /* SQLite may have rolled back already (SQLITE_FULL, SQLITE_NOMEM). */
+    return run_stmt(&st->main, st->group_commit ? S_RELEASE : S_COMMIT, err, "commit");
+}
+
+static void txn_rollback(struct bo_store *st)
+{
+    struct conn *c = &st->main;
+    /* SQLite may have rolled back already (SQLITE_FULL, SQLITE_NOMEM); with
+     * group commit that undid the whole group, which the caller treats as
+     * fatal anyway (the store no longer follows the log). */
     if (sqlite3_get_autocommit(c->db)) {
+        st->group_open = false;
         return;
     }
-    sqlite3_stmt *s = NULL;
-    if (conn_stmt(c, S_ROLLBACK, &s, NULL) == BO_OK) {
-        step_done(c, s, NULL, "rollback");
+    if (st->group_commit) {
+        run_stmt(c, S_ROLLBACK_TO, NULL, "rollback");
+        run_stmt(c, S_RELEASE, NULL, "rollback");
+        return;
     }
+    run_stmt(c, S_ROLLBACK, NULL, "rollback");
+}
+
+void bo_store_set_group_commit(struct bo_store *st, bool on)
+{
+    struct bo_err ignored = BO_ERR_INIT;
+    if (!on) {
+        bo_store_flush(st, &ignored);
+    }
+    st->group_commit = on;
+    /* With group commit the owner checkpoints off its thread (ckpt below). */
+    conn_exec(&st->main, on ? "PRAGMA wal_autocheckpoint=0" : "PRAGMA wal_autocheckpoint=1000",
+              &ignored, "configure");
+}
+
+int bo_store_flush(struct bo_store *st, struct bo_err *err)
+{
+    if (!st->group_open) {
+        return BO_OK;
+    }
+    st->group_open = false;
+    if (st->main.db == NULL || sqlite3_get_autocommit(st->main.db)) {
+        return BO_OK;
+    }
+    return run_stmt(&st->main, S_COMMIT, err, "flush");
+}
+
+bool bo_store_pending(const struct bo_store *st)
+{
+    return st->group_open;
 }
 
 static int store_usable(const struct bo_store *st, struct bo_err *err)
@@ -1881,7 +1999,7 @@ static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_
     if (rc != BO_OK) {
         return rc;
     }
-    rc = txn_begin(c, err);
+    rc = txn_begin(st, err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -1896,14 +2014,14 @@ static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_
     if (rc != BO_OK) {
         goto fail;
     }
-    rc = txn_commit(c, err);
+    rc = txn_commit(st, err);
     if (rc != BO_OK) {
         goto fail;
     }
     st->applied_index = index;
     return BO_OK;
 fail:
-    txn_rollback(c);
+    txn_rollback(st);
     /* Memo entries may name rows the rollback removed. */
     memo_reset(st);
     return rc;
@@ -2027,12 +2145,33 @@ static int open_conn(struct conn *c, const char *path, int flags, const char *pr
     return BO_OK;
 }
 
+/* A file written before task bodies moved to their own table still has
+ * tasks.body (the file is a cache, opened fresh at every start, so this only
+ * guards an explicit reopen of an old file). */
+static int check_layout(struct conn *c, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(
+        c->db, "SELECT 1 FROM pragma_table_info('tasks') WHERE name = 'body'", -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        return sql_fail(c->db, rc, err, "check layout");
+    }
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc == SQLITE_ROW) {
+        return bo_errf(err, BO_EVERSION, "database from an older release: tasks hold bodies");
+    }
+    return rc == SQLITE_DONE ? BO_OK : sql_fail(c->db, rc, err, "check layout");
+}
+
 static int open_main(struct bo_store *st, struct bo_err *err)
 {
     struct conn *c = &st->main;
     int rc = open_conn(c, st->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
-                       " PRAGMA cache_size=-16384; PRAGMA foreign_keys=OFF;",
+                       /* synchronous first: switching a restored file to
+                        * WAL would otherwise fsync all of it. */
+                       "PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL;"
+                       " PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;",
                        err);
     if (rc != BO_OK) {
         return rc;
@@ -2052,6 +2191,9 @@ static int open_main(struct bo_store *st, struct bo_err *err)
     }
     if (rc == BO_OK) {
         rc = conn_exec(c, schema_task_indexes, err, "create schema");
+    }
+    if (rc == BO_OK) {
+        rc = check_layout(c, err);
     }
     int64_t v;
     if (rc == BO_OK) {
@@ -2097,8 +2239,18 @@ int bo_store_open(const char *path, bool fresh, struct bo_store **out, struct bo
         rc = bo_errf(err, BO_ENOMEM, "open store: out of memory");
         goto fail;
     }
-    /* A restore that crashed midway leaves its file behind. */
+    /* A restore that crashed midway leaves its files behind; one that crashed
+     * between its two renames leaves the old state only under ".old". */
     rc = remove_db(path, ".restore", err);
+    if (rc == BO_OK && !fresh && access(path, F_OK) != 0 && errno == ENOENT) {
+        char old_path[4096];
+        if (path_with_suffix(old_path, sizeof(old_path), path, ".old") == BO_OK) {
+            (void)rename(old_path, path);
+        }
+    }
+    if (rc == BO_OK) {
+        rc = remove_db(path, ".old", err);
+    }
     if (rc == BO_OK && fresh) {
         rc = remove_db(path, "", err);
     }
@@ -2122,6 +2274,8 @@ void bo_store_close(struct bo_store *st)
         return;
     }
     assert(st->n_views == 0);
+    struct bo_err ignored = BO_ERR_INIT;
+    bo_store_flush(st, &ignored);
     conn_close(&st->main, true);
     for (size_t i = 0; i < MEMO_SIZE; i++) {
         bo_buf_release(&st->memo[i].raw);
@@ -2131,6 +2285,13 @@ void bo_store_close(struct bo_store *st)
     bo_buf_release(&st->part);
     bo_free(st->path);
     bo_free(st);
+}
+
+void bo_store_note_index(struct bo_store *st, uint64_t index)
+{
+    if (index > st->applied_index) {
+        st->applied_index = index;
+    }
 }
 
 uint64_t bo_store_applied_index(const struct bo_store *st)
@@ -2499,18 +2660,77 @@ static int rest_load(struct conn *c, struct rest *r, struct bo_err *err)
 
 /* ------------------------------------------------------------- views ---- */
 
+struct bo_store_ckpt {
+    struct bo_store *st;
+    struct conn c;
+};
+
+int bo_store_ckpt_open(struct bo_store *st, struct bo_store_ckpt **out, struct bo_err *err)
+{
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct bo_store_ckpt *k = bo_calloc(1, sizeof(*k));
+    if (k == NULL) {
+        return bo_errf(err, BO_ENOMEM, "checkpoint: out of memory");
+    }
+    k->st = st;
+    rc = open_conn(&k->c, st->path, SQLITE_OPEN_READWRITE,
+                   "PRAGMA synchronous=OFF; PRAGMA wal_autocheckpoint=0;", err);
+    if (rc != BO_OK) {
+        bo_free(k);
+        return bo_err_wrapf(err, rc, "checkpoint");
+    }
+    /* Counted as a view: a restore must not swap the file under it. */
+    st->n_views++;
+    *out = k;
+    return BO_OK;
+}
+
+int bo_store_ckpt_run(struct bo_store_ckpt *k, struct bo_err *err)
+{
+    int log_frames = 0, done = 0;
+    int rc =
+        sqlite3_wal_checkpoint_v2(k->c.db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        return sql_fail(k->c.db, rc, err, "checkpoint");
+    }
+    return BO_OK;
+}
+
+void bo_store_ckpt_close(struct bo_store_ckpt *k)
+{
+    if (k == NULL) {
+        return;
+    }
+    k->st->n_views--;
+    conn_close(&k->c, false);
+    bo_free(k);
+}
+
 int bo_store_view_open(struct bo_store *st, struct bo_store_view **out, struct bo_err *err)
 {
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
         return rc;
     }
+    /* The view must see every applied entry. */
+    rc = bo_store_flush(st, err);
+    if (rc != BO_OK) {
+        return bo_err_wrapf(err, rc, "open view");
+    }
     struct bo_store_view *v = bo_calloc(1, sizeof(*v));
     if (v == NULL) {
         return bo_errf(err, BO_ENOMEM, "open view: out of memory");
     }
     v->st = st;
-    rc = open_conn(&v->c, st->path, SQLITE_OPEN_READONLY, "PRAGMA cache_size=-8192;", err);
+    /* Memory-mapped reads: an export reads every task body once, and a
+     * mapping spares copying each page into the cache. Safe here: the file
+     * is never swapped or shrunk under a view (restores go in place while
+     * views are open, and nothing vacuums). */
+    rc = open_conn(&v->c, st->path, SQLITE_OPEN_READONLY,
+                   "PRAGMA cache_size=-8192; PRAGMA mmap_size=2147418112;", err);
     if (rc != BO_OK) {
         bo_free(v);
         return bo_err_wrapf(err, rc, "open view");
@@ -2601,7 +2821,7 @@ static int export_tasks(struct conn *c, struct bo_snap_writer *w, const int64_t 
 {
     sqlite3_stmt *s = NULL;
     /* Rowid order: a sequential read of the table, no sort. */
-    int rc = sqlite3_prepare_v2(c->db, "SELECT config_id, body FROM tasks", -1, &s, NULL);
+    int rc = sqlite3_prepare_v2(c->db, "SELECT config_id, body FROM task_bodies", -1, &s, NULL);
     if (rc != SQLITE_OK) {
         return sql_fail(c->db, rc, err, "export tasks");
     }
@@ -2705,7 +2925,8 @@ struct restore_cfg {
 
 struct restore {
     struct bo_store *st;
-    struct conn c;
+    struct conn *c; /* `own` (a fresh file) or the store's main connection */
+    struct conn own;
     struct restore_cfg *cfgs;
     size_t n_cfgs, cap_cfgs;
     uint64_t n_tasks;
@@ -2749,7 +2970,7 @@ static int restore_config(void *data, uint32_t index, const uint8_t *bytes, size
     }
     struct restore_cfg *rc_ = &r->cfgs[r->n_cfgs];
     memset(rc_, 0, sizeof(*rc_));
-    rc = config_store_canonical(&r->c, cfg->job, r->st->canon.data, r->st->canon.len, &rc_->id,
+    rc = config_store_canonical(r->c, cfg->job, r->st->canon.data, r->st->canon.len, &rc_->id,
                                 &rc_->job_id, r->err);
     if (rc == BO_OK) {
         r->n_cfgs++;
@@ -2876,18 +3097,22 @@ static int restore_task(void *data, uint32_t config_index, const uint8_t *p, siz
     }
     struct restore_cfg *cfg = &r->cfgs[config_index];
     sqlite3_stmt *s = NULL;
-    int rc = conn_stmt(&r->c, S_TASK_INSERT, &s, r->err);
+    int rc = conn_stmt(r->c, S_TASK_INSERT, &s, r->err);
     if (rc != BO_OK) {
         return rc;
     }
-    sqlite3_bind_text(s, 1, t.task_id, (int)t.task_id_len, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, cfg->job_id);
-    sqlite3_bind_int(s, 3, t.instance_id);
-    sqlite3_bind_int(s, 4, t.status);
-    sqlite3_bind_text(s, 5, t.host, (int)t.host_len, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 6, cfg->id);
-    bind_blob(s, 7, p, len);
-    rc = step_done(&r->c, s, r->err, "insert task");
+    int64_t id = (int64_t)n + 1;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_text(s, 2, t.task_id, (int)t.task_id_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, cfg->job_id);
+    sqlite3_bind_int(s, 4, t.instance_id);
+    sqlite3_bind_int(s, 5, t.status);
+    sqlite3_bind_text(s, 6, t.host, (int)t.host_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 7, cfg->id);
+    rc = step_done(r->c, s, r->err, "insert task");
+    if (rc == BO_OK) {
+        rc = body_put(r->c, id, cfg->id, p, len, r->err);
+    }
     if (rc != BO_OK) {
         return rc;
     }
@@ -2911,13 +3136,13 @@ static int restore_task_refs(struct restore *r)
                 continue;
             }
             total += cfg->by_status[status];
-            int rc = counts_add(&r->c, cfg->job_id, status, cfg->by_status[status], r->err);
+            int rc = counts_add(r->c, cfg->job_id, status, cfg->by_status[status], r->err);
             if (rc != BO_OK) {
                 return rc;
             }
         }
         if (total > 0) {
-            int rc = config_ref(&r->c, cfg->id, total, total, r->err);
+            int rc = config_ref(r->c, cfg->id, total, total, r->err);
             if (rc != BO_OK) {
                 return rc;
             }
@@ -2935,7 +3160,7 @@ static int restore_rest(void *data, const Bo__Snapshot *snap)
 {
     struct restore *r = data;
     struct bo_store *st = r->st;
-    struct conn *c = &r->c;
+    struct conn *c = r->c;
     char why[384];
     int rc = restore_task_refs(r);
     for (size_t i = 0; i < snap->n_host_attributes && rc == BO_OK; i++) {
@@ -2993,18 +3218,19 @@ static int restore_build(struct restore *r, const char *tmp_path, const uint8_t 
                          bool bare, uint64_t index)
 {
     struct bo_err *err = r->err;
+    r->c = &r->own;
     /* The file is thrown away on any error: no journal needed. */
-    int rc = open_conn(&r->c, tmp_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+    int rc = open_conn(r->c, tmp_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                        "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
                        " PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-65536;"
-                       " PRAGMA temp_store=MEMORY; PRAGMA threads=2;",
+                       " PRAGMA threads=2;",
                        err);
     if (rc != BO_OK) {
         return rc;
     }
-    rc = conn_exec(&r->c, "BEGIN", err, "restore");
+    rc = conn_exec(r->c, "BEGIN", err, "restore");
     if (rc == BO_OK) {
-        rc = conn_exec(&r->c, schema_tables, err, "create schema");
+        rc = conn_exec(r->c, schema_tables, err, "create schema");
     }
     if (rc != BO_OK) {
         return rc;
@@ -3018,7 +3244,7 @@ static int restore_build(struct restore *r, const char *tmp_path, const uint8_t 
     }
     if (rc == BO_OK) {
         /* Configs of the image nothing refers to, and their jobs. */
-        rc = conn_exec(&r->c,
+        rc = conn_exec(r->c,
                        "DELETE FROM task_configs WHERE refs <= 0;"
                        "DELETE FROM jobs WHERE"
                        " NOT EXISTS (SELECT 1 FROM task_configs c WHERE c.job_id = jobs.id)"
@@ -3027,29 +3253,100 @@ static int restore_build(struct restore *r, const char *tmp_path, const uint8_t 
                        err, "collect configs");
     }
     if (rc == BO_OK) {
-        rc = conn_exec(&r->c, schema_task_indexes, err, "index tasks");
+        /* Index builds sort with temporary files (never temp_store=MEMORY:
+         * SQLite then sorts everything as one linked list, on one thread)
+         * in runs as large as the cache; small runs sort in the CPU cache
+         * and on PRAGMA threads. */
+        rc = conn_exec(r->c, "PRAGMA cache_size=-4096", err, "index tasks");
+        if (rc == BO_OK) {
+            rc = conn_exec(r->c, schema_task_indexes, err, "index tasks");
+        }
         if (rc == BO_EINVAL) {
             rc = bo_err_wrapf(err, BO_ECORRUPT, "snapshot has duplicate task ids");
         }
     }
     if (rc == BO_OK) {
-        rc = meta_put_int(&r->c, META_SCHEMA_VERSION, BO_SCHEMA_VERSION, err);
+        rc = meta_put_int(r->c, META_SCHEMA_VERSION, BO_SCHEMA_VERSION, err);
     }
     if (rc == BO_OK) {
-        rc = meta_put_int(&r->c, META_APPLIED_INDEX, (int64_t)index, err);
+        rc = meta_put_int(r->c, META_APPLIED_INDEX, (int64_t)index, err);
     }
     if (rc == BO_OK) {
-        rc = conn_exec(&r->c, "COMMIT", err, "restore");
+        rc = conn_exec(r->c, "COMMIT", err, "restore");
     }
     return rc;
+}
+
+/* Replace the state inside one write transaction on the main connection,
+ * while views (snapshots, backups, checkpoints) may be reading: WAL keeps
+ * showing them the state they pinned. Slower than building a fresh file
+ * (indexes are maintained row by row), so only used when views are open; a
+ * state-replacing log entry (a recovery commit) cannot wait for them. */
+static int restore_in_place(struct bo_store *st, const uint8_t *image, size_t len, bool bare,
+                            uint64_t index, struct bo_err *err)
+{
+    struct restore r = {.st = st, .err = err, .c = &st->main};
+    int rc = conn_exec(r.c, "BEGIN IMMEDIATE", err, "restore");
+    if (rc != BO_OK) {
+        return bo_err_wrapf(err, rc, "restore");
+    }
+    memo_reset(st);
+    rc = conn_exec(r.c,
+                   "DELETE FROM tasks; DELETE FROM task_bodies; DELETE FROM task_configs;"
+                   " DELETE FROM jobs; DELETE FROM job_counts; DELETE FROM cron_jobs;"
+                   " DELETE FROM quotas; DELETE FROM host_attributes; DELETE FROM maintenance;"
+                   " DELETE FROM job_updates; DELETE FROM job_update_configs;"
+                   " DELETE FROM job_update_events; DELETE FROM job_instance_events;",
+                   err, "restore: clear");
+    if (rc == BO_OK) {
+        struct bo_snap_visitor v = {
+            .data = &r, .config = restore_config, .task = restore_task, .rest = restore_rest};
+        rc = bare ? bo_snap_read_payload(image, len, &v, NULL, err)
+                  : bo_snap_read(image, len, &v, NULL, err);
+    }
+    if (rc == BO_OK) {
+        rc = restore_task_refs(&r);
+    }
+    if (rc == BO_OK) {
+        rc = conn_exec(r.c,
+                       "DELETE FROM task_configs WHERE refs <= 0;"
+                       "DELETE FROM jobs WHERE"
+                       " NOT EXISTS (SELECT 1 FROM task_configs c WHERE c.job_id = jobs.id)"
+                       " AND NOT EXISTS (SELECT 1 FROM cron_jobs c WHERE c.job_id = jobs.id)"
+                       " AND NOT EXISTS (SELECT 1 FROM job_updates u WHERE u.job_id = jobs.id);",
+                       err, "collect configs");
+    }
+    if (rc == BO_EINVAL) {
+        rc = bo_err_wrapf(err, BO_ECORRUPT, "snapshot has duplicate task ids");
+    }
+    if (rc == BO_OK) {
+        rc = meta_put_int(r.c, META_APPLIED_INDEX, (int64_t)index, err);
+    }
+    if (rc == BO_OK) {
+        rc = conn_exec(r.c, "COMMIT", err, "restore");
+    }
+    if (rc != BO_OK && !sqlite3_get_autocommit(st->main.db)) {
+        conn_exec(r.c, "ROLLBACK", NULL, "restore");
+    }
+    memo_reset(st);
+    bo_free(r.cfgs);
+    bo_buf_release(&r.tmp);
+    if (rc == BO_OK) {
+        st->applied_index = index;
+    }
+    return rc == BO_OK ? BO_OK : bo_err_wrapf(err, rc, "restore");
 }
 
 /* `bare`: `image` is an encoded LogEntry without the image header. */
 static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, bool bare,
                         uint64_t index, struct bo_err *err)
 {
+    int frc = bo_store_flush(st, err);
+    if (frc != BO_OK) {
+        return bo_err_wrapf(err, frc, "restore");
+    }
     if (st->n_views > 0) {
-        return bo_errf(err, BO_EBUSY, "restore: %u read views are open", st->n_views);
+        return restore_in_place(st, image, len, bare, index, err);
     }
     char tmp_path[4096];
     if (path_with_suffix(tmp_path, sizeof(tmp_path), st->path, ".restore") != BO_OK) {
@@ -3062,7 +3359,7 @@ static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, b
     struct restore r = {.st = st, .err = err};
     memo_reset(st);
     rc = restore_build(&r, tmp_path, image, len, bare, index);
-    conn_close(&r.c, true);
+    conn_close(&r.own, true);
     memo_reset(st);
     bo_free(r.cfgs);
     bo_buf_release(&r.tmp);
@@ -3072,18 +3369,45 @@ static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, b
     }
 
     /* Swap files. The old WAL is discarded, not checkpointed: its content is
-     * what is being replaced. */
+     * what is being replaced. The old file is moved aside first: ext4 flushes
+     * a file renamed over another one (auto_da_alloc), which costs half a
+     * second for a million tasks, while a rename to a free name does not. */
     conn_close(&st->main, false);
-    if (rename(tmp_path, st->path) != 0) {
+    char old_path[4096];
+    rc = path_with_suffix(old_path, sizeof(old_path), st->path, ".old") != BO_OK
+             ? bo_errf(err, BO_ETOOBIG, "restore: path '%s' is too long", st->path)
+             : remove_db(st->path, ".old", err);
+    bool moved = false, lost = false;
+    if (rc == BO_OK) {
+        if (rename(st->path, old_path) == 0) {
+            moved = true;
+        } else if (errno != ENOENT) {
+            rc = bo_errf(err, bo_err_from_errno(errno), "restore: rename '%s': %s", st->path,
+                         strerror(errno));
+        }
+    }
+    if (rc == BO_OK && rename(tmp_path, st->path) != 0) {
         rc = bo_errf(err, bo_err_from_errno(errno), "restore: rename '%s': %s", tmp_path,
                      strerror(errno));
+        lost = moved && rename(old_path, st->path) != 0;
+    }
+    if (rc != BO_OK) {
         remove_db(st->path, ".restore", NULL);
+        if (lost) {
+            /* Reopening would create an empty state: stay closed. */
+            return bo_err_wrapf(err, rc, "and moving the old state back failed");
+        }
         if (open_main(st, NULL) != BO_OK) {
             bo_err_wrapf(err, rc, "and reopening the old state failed");
         }
         return rc;
     }
-    rc = remove_file(st->path, "-wal", err);
+    if (moved) {
+        rc = remove_db(st->path, ".old", err);
+    }
+    if (rc == BO_OK) {
+        rc = remove_file(st->path, "-wal", err);
+    }
     if (rc == BO_OK) {
         rc = remove_file(st->path, "-shm", err);
     }
@@ -3188,7 +3512,8 @@ static int task_query_prepare(struct conn *c, const struct bo_task_query *q, boo
     bool jobs = !count || query_needs_jobs(q);
     struct bo_buf b = BO_BUF_INIT;
     int rc = sql_cat(&b, count ? "SELECT count(*) FROM tasks t"
-                               : "SELECT t.config_id, t.body FROM tasks t");
+                               : "SELECT b.config_id, b.body FROM tasks t"
+                                 " JOIN task_bodies b ON b.id = t.id");
     if (rc == BO_OK && jobs) {
         rc = sql_cat(&b, " JOIN jobs j ON j.id = t.job_id");
     }
@@ -4066,7 +4391,8 @@ static const char *const digest_sql[] = {
     "SELECT c.hash_lo, c.hash_hi, c.body, c.refs, c.task_refs, j.role, j.environment, j.name"
     " FROM task_configs c JOIN jobs j ON j.id = c.job_id ORDER BY 1, 2, 3",
     "SELECT t.task_id, j.role, j.environment, j.name, t.instance_id, t.status, t.host,"
-    " c.hash_lo, c.hash_hi, t.body FROM tasks t JOIN jobs j ON j.id = t.job_id"
+    " c.hash_lo, c.hash_hi, b.body FROM tasks t JOIN task_bodies b ON b.id = t.id"
+    " JOIN jobs j ON j.id = t.job_id"
     " JOIN task_configs c ON c.id = t.config_id ORDER BY t.task_id",
     "SELECT j.role, j.environment, j.name, n.status, n.n FROM job_counts n"
     " JOIN jobs j ON j.id = n.job_id ORDER BY 1, 2, 3, 4",

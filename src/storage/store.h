@@ -66,12 +66,44 @@ int bo_store_apply(struct bo_store *st, const Bo__Transaction *txn, uint64_t ind
 int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, uint64_t index,
                          struct bo_err *err);
 
+/* Group commit. With it on, each apply is a savepoint inside one open
+ * SQLite transaction that bo_store_flush commits: many log entries cost one
+ * commit (one write of each dirty page to the WAL), and each entry is still
+ * all or nothing. Reads on the owning thread see applied entries at once;
+ * views, restores and close flush first. The durable copy is the log, so
+ * nothing is lost by committing later. Off by default. */
+void bo_store_set_group_commit(struct bo_store *st, bool on);
+int bo_store_flush(struct bo_store *st, struct bo_err *err);
+/* True if applied entries wait for bo_store_flush. */
+bool bo_store_pending(const struct bo_store *st);
+
+/* Checkpoints. With group commit on, SQLite's automatic WAL checkpoint (which
+ * copies pages into the database file inside a commit, on the owning thread)
+ * is off; the owner checkpoints on a worker thread instead: open on the owning
+ * thread, run on any one thread (a PASSIVE checkpoint: never blocks the
+ * owner's writes), close on the owning thread. Like a view, an open
+ * checkpoint keeps bo_store_restore from swapping files (it restores in
+ * place instead). */
+struct bo_store_ckpt;
+int bo_store_ckpt_open(struct bo_store *st, struct bo_store_ckpt **out, struct bo_err *err);
+int bo_store_ckpt_run(struct bo_store_ckpt *ckpt, struct bo_err *err);
+void bo_store_ckpt_close(struct bo_store_ckpt *ckpt);
+
 /* Last applied log index (0 for an empty store). */
 uint64_t bo_store_applied_index(const struct bo_store *st);
 
+/* Note that the state reflects the log up to `index` though no entry of ours
+ * was applied there: raft tells the index of a restored snapshot only after
+ * the restore, and its own entries (barriers, configuration) never reach the
+ * store. Only ever moves the index forward; kept in memory until the next
+ * apply writes it. */
+void bo_store_note_index(struct bo_store *st, uint64_t index);
+
 /* Replace the whole state with an image's content; `index` becomes the
- * applied index. On error the previous state is kept. BO_EBUSY while a read
- * view is open (the view reads the file being replaced). */
+ * applied index. On error the previous state is kept. With no view open the
+ * new state is built in a fresh file that replaces the old one (fast); with
+ * views open it is replaced inside one transaction, and the views keep
+ * seeing the state they pinned. */
 int bo_store_restore(struct bo_store *st, const uint8_t *image, size_t len, uint64_t index,
                      struct bo_err *err);
 

@@ -23,6 +23,8 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/mem.h"
+#include <sqlite3.h>
+
 #include "storage.pb-c.h"
 #include "storage/snapshot.h"
 #include "storage/store.h"
@@ -1238,6 +1240,167 @@ static void test_export_restore(void **state)
     bo_store_close(a);
 }
 
+static bool file_exists(const char *name)
+{
+    char p[512];
+    path_in_dir(p, sizeof(p), name);
+    return access(p, F_OK) == 0;
+}
+
+/* The restore's file dance: the old file is moved aside, the new one renamed
+ * in, nothing is left behind; a crash between the renames is repaired by the
+ * next open; a file from the layout with bodies in `tasks` is refused. */
+static void test_restore_files(void **state)
+{
+    (void)state;
+    struct bo_store *a = open_store("files-a.db");
+    load_workload(a, 0);
+    uint64_t da = digest_of(a);
+    struct bo_buf image = BO_BUF_INIT;
+    export_image(a, true, &image);
+    bo_store_close(a);
+
+    struct bo_store *b = open_store("files-b.db");
+    Bo__Transaction *t = txn_new();
+    txn_save_quota(t, "other", 5);
+    apply_ok(b, t, 1);
+    struct bo_err err = BO_ERR_INIT;
+    int rc = bo_store_restore(b, image.data, image.len, 7, &err);
+    if (rc != BO_OK) {
+        fail_msg("restore: %s", bo_err_msg(&err, rc));
+    }
+    assert_true(digest_of(b) == da);
+    assert_true(file_exists("files-b.db"));
+    assert_false(file_exists("files-b.db.old"));
+    assert_false(file_exists("files-b.db.restore"));
+    /* Twice: the second restore moves a restored file aside. */
+    rc = bo_store_restore(b, image.data, image.len, 8, &err);
+    if (rc != BO_OK) {
+        fail_msg("restore again: %s", bo_err_msg(&err, rc));
+    }
+    assert_true(digest_of(b) == da);
+    assert_false(file_exists("files-b.db.old"));
+    bo_store_close(b);
+
+    /* A crash after the first rename: only ".old" holds the state. */
+    char p[512], old[512];
+    path_in_dir(p, sizeof(p), "files-b.db");
+    path_in_dir(old, sizeof(old), "files-b.db.old");
+    assert_int_equal(rename(p, old), 0);
+    assert_int_equal(bo_store_open(p, false, &b, &err), BO_OK);
+    assert_int_equal(bo_store_applied_index(b), 8);
+    assert_true(digest_of(b) == da);
+    assert_false(file_exists("files-b.db.old"));
+    bo_store_close(b);
+    /* With `fresh` a leftover ".old" is only removed. */
+    assert_int_equal(rename(p, old), 0);
+    assert_int_equal(bo_store_open(p, true, &b, &err), BO_OK);
+    assert_int_equal(counts_of(b).tasks, 0);
+    assert_false(file_exists("files-b.db.old"));
+    bo_store_close(b);
+
+    /* The layout before task_bodies. */
+    char legacy[512];
+    path_in_dir(legacy, sizeof(legacy), "legacy.db");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(legacy, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE tasks(id INTEGER PRIMARY KEY, task_id TEXT NOT NULL,"
+                     " job_id INTEGER NOT NULL, instance_id INTEGER NOT NULL,"
+                     " status INTEGER NOT NULL, host TEXT NOT NULL,"
+                     " config_id INTEGER NOT NULL, body BLOB NOT NULL);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(bo_store_open(legacy, false, &b, &err), BO_EVERSION);
+    bo_buf_release(&image);
+}
+
+/* A writer fed configs and tasks interleaved (the streaming zstd writer keeps
+ * arrival order) restores to the state the same tasks reach through the log;
+ * past 8 MB, so the compressor runs on its worker threads. */
+static void test_restore_interleaved(void **state)
+{
+    (void)state;
+    enum { N_TASKS = 70000, N_CFG = 7, BATCH = 1000 };
+    struct bo_store *a = open_store("inter-a.db");
+    struct bo_snap_writer *w;
+    assert_int_equal(bo_snap_writer_new(true, BO_CODEC_ZSTD, 0, &w), BO_OK);
+    uint32_t index[N_CFG];
+    bool added[N_CFG] = {false};
+    struct bo_buf cfg = BO_BUF_INIT, part = BO_BUF_INIT;
+    char id[96], host[48];
+    Bo__Transaction *t = NULL;
+    for (int i = 0; i < N_TASKS; i++) {
+        int c = (i * 5 + i / 3) % N_CFG;
+        snprintf(id, sizeof(id), "1697226027560-role-prod-job-%05d-f30f1e31-8359-484b-8b47-1531",
+                 i);
+        snprintf(host, sizeof(host), "atla-r441-h%05d.example.com", i % 97);
+        Bo__ScheduledTask *task = mk_task(id, mk_config("role", "prod", "job", c, i % 2 == 0),
+                                          i / N_CFG, BO__SCHEDULE_STATUS__RUNNING, host);
+        cfg.len = 0;
+        part.len = 0;
+        assert_int_equal(bo_snap_split_task(task, &cfg, &part), BO_OK);
+        if (!added[c]) {
+            assert_int_equal(bo_snap_writer_add_config(w, cfg.data, cfg.len, &index[c]), BO_OK);
+            added[c] = true;
+        }
+        assert_int_equal(bo_snap_writer_add_task(w, index[c], part.data, part.len), BO_OK);
+        if (t == NULL) {
+            t = txn_new();
+        }
+        txn_save_task(t, task);
+        if ((i + 1) % BATCH == 0) {
+            apply_ok(a, t, (uint64_t)(i + 1) / BATCH);
+            t = NULL;
+        }
+    }
+    struct bo_buf image = BO_BUF_INIT;
+    struct bo_snap_stats ws;
+    struct bo_err err = BO_ERR_INIT;
+    int rc = bo_snap_writer_finish(w, &image, &ws, &err);
+    bo_snap_writer_free(w);
+    if (rc != BO_OK) {
+        fail_msg("finish: %s", bo_err_msg(&err, rc));
+    }
+    assert_int_equal(ws.tasks, N_TASKS);
+    assert_int_equal(ws.configs, N_CFG);
+    assert_true(ws.dedup_bytes > ((size_t)8 << 20));
+    struct bo_snap_stats rs;
+    assert_int_equal(bo_snap_read(image.data, image.len, NULL, &rs, &err), BO_OK);
+    assert_int_equal(rs.tasks, N_TASKS);
+    assert_true(rs.dedup_bytes == ws.dedup_bytes);
+    assert_true(rs.raw_bytes == ws.raw_bytes);
+
+    struct bo_store *b = open_store("inter-b.db");
+    rc = bo_store_restore(b, image.data, image.len, N_TASKS, &err);
+    if (rc != BO_OK) {
+        fail_msg("restore: %s", bo_err_msg(&err, rc));
+    }
+    assert_true(digest_of(b) == digest_of(a));
+    struct bo_store_counts cb = counts_of(b);
+    assert_int_equal(cb.tasks, N_TASKS);
+    assert_int_equal(cb.configs, N_CFG);
+
+    /* And the restored store exports what it holds, configs first. */
+    struct bo_buf again = BO_BUF_INIT;
+    export_image(b, true, &again);
+    struct bo_store *c = open_store("inter-c.db");
+    rc = bo_store_restore(c, again.data, again.len, 1, &err);
+    if (rc != BO_OK) {
+        fail_msg("restore again: %s", bo_err_msg(&err, rc));
+    }
+    assert_true(digest_of(c) == digest_of(a));
+    bo_store_close(c);
+    bo_store_close(b);
+    bo_store_close(a);
+    bo_buf_release(&again);
+    bo_buf_release(&image);
+    bo_buf_release(&cfg);
+    bo_buf_release(&part);
+}
+
 static void test_view_consistency(void **state)
 {
     (void)state;
@@ -1249,14 +1412,16 @@ static void test_view_consistency(void **state)
     assert_int_equal(bo_store_view_open(a, &v, &err), BO_OK);
     assert_int_equal(bo_store_view_index(v), 3);
 
-    /* Writes go on while the view is open; a restore is refused. */
+    /* Writes go on while the view is open; a bad restore changes nothing. */
     Bo__Transaction *t = txn_new();
     const char *ids[] = {"web-0", "web-1", "web-2"};
     txn_remove_tasks(t, ids, 3);
     txn_save_quota(t, "late", 1);
     apply_ok(a, t, 4);
     assert_int_equal(counts_of(a).tasks, 5);
-    assert_int_equal(bo_store_restore(a, (const uint8_t *)"x", 1, 5, &err), BO_EBUSY);
+    uint64_t after_write = digest_of(a);
+    assert_int_equal(bo_store_restore(a, (const uint8_t *)"x", 1, 5, &err), BO_ECORRUPT);
+    assert_true(digest_of(a) == after_write);
 
     struct bo_snap_writer *w;
     assert_int_equal(bo_snap_writer_new(true, BO_CODEC_ZSTD, 0, &w), BO_OK);
@@ -1272,6 +1437,30 @@ static void test_view_consistency(void **state)
     struct bo_store *b = open_store("view-b.db");
     assert_int_equal(bo_store_restore(b, image.data, image.len, 3, &err), BO_OK);
     assert_true(digest_of(b) == before);
+
+    /* A restore while a view is open (a recovery commit arriving during a
+     * snapshot) replaces the state in place; the view keeps its own. */
+    struct bo_store_view *v2;
+    assert_int_equal(bo_store_view_open(a, &v2, &err), BO_OK);
+    assert_int_equal(bo_store_restore(a, image.data, image.len, 6, &err), BO_OK);
+    assert_true(digest_of(a) == before);
+    assert_int_equal(counts_of(a).tasks, 8);
+    assert_int_equal(bo_store_applied_index(a), 6);
+    assert_int_equal(bo_snap_writer_new(true, BO_CODEC_ZSTD, 0, &w), BO_OK);
+    assert_int_equal(bo_store_view_export(v2, w, 1, &err), BO_OK);
+    struct bo_buf image2 = BO_BUF_INIT;
+    assert_int_equal(bo_snap_writer_finish(w, &image2, &stats, &err), BO_OK);
+    bo_snap_writer_free(w);
+    bo_store_view_close(v2);
+    struct bo_store *c = open_store("view-c.db");
+    assert_int_equal(bo_store_restore(c, image2.data, image2.len, 4, &err), BO_OK);
+    assert_true(digest_of(c) == after_write);
+    /* And the in-place state keeps working: writes apply on top of it. */
+    Bo__Transaction *t2 = txn_new();
+    txn_save_quota(t2, "later", 2);
+    apply_ok(a, t2, 7);
+    bo_buf_release(&image2);
+    bo_store_close(c);
     bo_buf_release(&image);
     bo_store_close(b);
     bo_store_close(a);
@@ -1405,6 +1594,8 @@ int main(void)
         cmocka_unit_test(test_other_entities),
         cmocka_unit_test(test_replicas_identical),
         cmocka_unit_test(test_export_restore),
+        cmocka_unit_test(test_restore_files),
+        cmocka_unit_test(test_restore_interleaved),
         cmocka_unit_test(test_view_consistency),
         cmocka_unit_test(test_log_entries),
         cmocka_unit_test(test_bench),
