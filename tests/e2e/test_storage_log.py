@@ -147,7 +147,9 @@ def test_disk_full_fails_writes_and_loses_nothing(c):
     if mnt is None:
         raise Skip("cannot mount a tmpfs here (not root?)")
     d = os.path.join(mnt, "data")
-    p = c.start(writer(c, d, "--snapshot-threshold", 1_000_000, "write", 10_000_000))
+    # Small segments: raft must allocate new ones while the disk fills.
+    p = c.start(writer(c, d, "--snapshot-threshold", 1_000_000, "--segment-mb", 1,
+                       "write", 10_000_000))
     rc = p.wait(timeout=300)
     err = p.stderr()
     check(rc == 1, f"the writer stops with an error when the disk fills (rc {rc})")

@@ -429,7 +429,7 @@ static void usage(void)
     fprintf(stderr, "usage: bo-storage-writer --data-dir D --address HOST:PORT [--id N]\n"
                     "  [--peer ID=HOST:PORT]... [--backup-dir B] [--snapshot-threshold N]\n"
                     "  [--codec none|zlib|zstd] [--no-dedup] [--inflight K] [--start S]\n"
-                    "  [--rate R] [--check FILE] COMMAND [ARG]\n"
+                    "  [--rate R] [--check FILE] [--segment-mb M] COMMAND [ARG]\n"
                     "commands: write N | check FILE | count | snapshot | backup | serve |\n"
                     "          recover IMAGE\n");
 }
@@ -458,6 +458,7 @@ int main(int argc, char **argv)
         {"rate", required_argument, NULL, 'r'},
         {"verbose", no_argument, NULL, 'v'},
         {"check", required_argument, NULL, 'C'},
+        {"segment-mb", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -514,6 +515,9 @@ int main(int argc, char **argv)
             break;
         case 'C':
             a.check_file = optarg;
+            break;
+        case 'S':
+            a.cfg.segment_size = (size_t)strtoul(optarg, NULL, 10) << 20;
             break;
         default:
             usage();
