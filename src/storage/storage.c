@@ -41,6 +41,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "common/fs.h"
 #include "common/log.h"
@@ -137,6 +141,38 @@ struct bo_storage {
     int closing_pending;
     bo_storage_close_cb close_cb;
 };
+
+/* Background work (snapshot export and compression, backups, checkpoints)
+ * runs at the lowest CPU priority so it takes only what the loop thread
+ * leaves: on two cores, an equal share made commits stall for the length of
+ * a snapshot. The work gets a short-lived thread of its own because Linux
+ * keeps nice values per thread: lowering the pool thread's would stick (an
+ * unprivileged process cannot raise it back), and zstd's workers inherit the
+ * creating thread's value. If the thread cannot be created the work runs in
+ * place, at normal priority. */
+struct low_prio {
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void *low_prio_main(void *p)
+{
+    struct low_prio *lp = p;
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    lp->fn(lp->arg);
+    return NULL;
+}
+
+static void run_low_priority(void (*fn)(void *arg), void *arg)
+{
+    struct low_prio lp = {.fn = fn, .arg = arg};
+    pthread_t t;
+    if (pthread_create(&t, NULL, low_prio_main, &lp) != 0) {
+        fn(arg);
+        return;
+    }
+    pthread_join(t, NULL);
+}
 
 static uint64_t now_ns(void)
 {
@@ -285,13 +321,36 @@ static int build_image(struct bo_store_view *view, bool dedup, enum bo_codec cod
     return rv;
 }
 
+struct image_args {
+    struct bo_store_view *view;
+    bool dedup;
+    enum bo_codec codec;
+    int level;
+    int64_t now_ms;
+    struct bo_buf *image;
+    struct bo_err *err;
+    int rv;
+};
+
+static void build_image_fn(void *p)
+{
+    struct image_args *a = p;
+    a->rv = build_image(a->view, a->dedup, a->codec, a->level, a->now_ms, a->image, NULL, a->err);
+}
+
 static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct bo_storage *s = fsm->data;
     struct bo_err err = BO_ERR_INIT;
-    struct bo_snap_stats stats;
-    int rv = build_image(s->snap_view, s->cfg.snapshot_dedup, s->cfg.snapshot_codec,
-                         s->cfg.snapshot_level, wall_ms(), &s->snap_image, &stats, &err);
+    struct image_args args = {.view = s->snap_view,
+                              .dedup = s->cfg.snapshot_dedup,
+                              .codec = s->cfg.snapshot_codec,
+                              .level = s->cfg.snapshot_level,
+                              .now_ms = wall_ms(),
+                              .image = &s->snap_image,
+                              .err = &err};
+    run_low_priority(build_image_fn, &args);
+    int rv = args.rv;
     if (rv == BO_OK) {
         s->snap_bufs = raft_malloc(sizeof(*s->snap_bufs));
         if (s->snap_bufs == NULL) {
@@ -396,10 +455,15 @@ static void flush_check_cb(uv_check_t *h)
  * the database file itself (store.h, "Checkpoints"). */
 static void maybe_finish_close(struct bo_storage *s);
 
+static void ckpt_fn(void *p)
+{
+    struct ckpt_job *job = p;
+    job->rv = bo_store_ckpt_run(job->ckpt, &job->err);
+}
+
 static void ckpt_work(uv_work_t *work)
 {
-    struct ckpt_job *job = work->data;
-    job->rv = bo_store_ckpt_run(job->ckpt, &job->err);
+    run_low_priority(ckpt_fn, work->data);
 }
 
 static void ckpt_after_work(uv_work_t *work, int status)
@@ -684,8 +748,15 @@ static void backup_work(uv_work_t *work)
 {
     struct image_job *job = work->data;
     struct bo_buf image = BO_BUF_INIT;
-    job->rv = build_image(job->view, job->dedup, job->codec, job->level, job->now_ms, &image, NULL,
-                          &job->err);
+    struct image_args args = {.view = job->view,
+                              .dedup = job->dedup,
+                              .codec = job->codec,
+                              .level = job->level,
+                              .now_ms = job->now_ms,
+                              .image = &image,
+                              .err = &job->err};
+    run_low_priority(build_image_fn, &args);
+    job->rv = args.rv;
     if (job->rv == BO_OK) {
         job->rv = bo_backup_write(job->s->backup_dir, job->name, image.data, image.len, &job->err);
     }
