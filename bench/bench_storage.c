@@ -294,7 +294,29 @@ static int cmd_snapshot(const struct opts *o)
         bo_free(data);
         if (r == 0) {
             /* Everything the process holds for the state: the store's
-             * connections and page cache, not the OS's file cache. */
+             * connections and page cache (warmed by the queries an API would
+             * run: counts, summaries, every task of a thousand jobs), not the
+             * OS's file cache. */
+            struct bo_task_query all = {0};
+            uint64_t n_all = 0;
+            struct bo_role_summary_list roles = {0};
+            struct bo_job_summary_list jobs = {0};
+            if (bo_store_count_tasks(store, &all, &n_all, &err) != BO_OK ||
+                bo_store_role_summaries(store, &roles, &err) != BO_OK ||
+                bo_store_job_summaries(store, NULL, &jobs, &err) != BO_OK) {
+                die("warm queries", BO_EIO, &err);
+            }
+            for (size_t j = 0; j < jobs.n && j < 1000; j++) {
+                const Bo__JobKey *keys[] = {jobs.jobs[j].key};
+                struct bo_task_query q = {.job_keys = keys, .n_job_keys = 1};
+                struct bo_task_list tl = {0};
+                if (bo_store_query_tasks(store, &q, true, &tl, &err) != BO_OK) {
+                    die("warm query", BO_EIO, &err);
+                }
+                bo_task_list_release(&tl);
+            }
+            bo_role_summary_list_release(&roles);
+            bo_job_summary_list_release(&jobs);
             malloc_trim(0);
             rss_after = rss_bytes();
             rss_per_task = rss_after > rss_base ? (rss_after - rss_base) / tasks : 0;
