@@ -266,5 +266,58 @@ def test_three_replicas_failover(c):
           f"the three replicas converge on one state: {states}")
 
 
+def test_lagging_replica_installs_snapshot(c):
+    """A replica that was down while the log moved past a snapshot and its
+    trailing entries can only catch up through the leader's snapshot."""
+    ports = [free_port() for _ in range(3)]
+    peers = []
+    for i, port in enumerate(ports):
+        peers += ["--peer", f"{i + 1}=127.0.0.1:{port}"]
+    dirs = [c.mkdir(f"r{i + 1}") for i in range(3)]
+
+    def start(i, *extra):
+        # Threshold 200, trailing 51 entries: a few hundred writes while a
+        # replica is down leave it behind the leader's oldest entry.
+        return c.start(writer(c, dirs[i], "--id", i + 1, *peers, "--snapshot-threshold", 200,
+                              *extra, "serve", address=f"127.0.0.1:{ports[i]}"),
+                       name=f"replica{i + 1}")
+
+    procs = [start(0, "--rate", 400), start(1, "--rate", 400)]
+    leader = procs[0] if any("ROLE leader" in l for l in procs[0].output()) else None
+    deadline = time.monotonic() + 30
+    while leader is None and time.monotonic() < deadline:
+        for p in procs:
+            if "ROLE leader" in p.output():
+                leader = p
+        time.sleep(0.1)
+    check(leader is not None, "two of three replicas elect a leader")
+    # Wait for enough writes: several snapshots past what replica 3 has (nothing).
+    deadline = time.monotonic() + 60
+    while len(acks(leader.output())) < 1200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    check(len(acks(leader.output())) >= 1200, "the leader committed 1200 writes")
+    snaps = [p for d in dirs[:2] for p in glob.glob(os.path.join(d, "snapshot-*"))]
+    check(snaps, "the running replicas took snapshots")
+    for p in procs:
+        p.signal(signal.SIGTERM)
+        p.wait(timeout=30)
+    # All three again, without writes: replica 3 must install a snapshot.
+    procs = [start(i) for i in range(3)]
+    states = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for i, p in enumerate(procs):
+            st = [l for l in p.output() if l.startswith("STATE ")]
+            if st:
+                states[i] = st[-1]
+        if len(states) == 3 and len({s.split()[2] for s in states.values()}) == 1:
+            break
+        time.sleep(0.2)
+    check(len(states) == 3 and len({s.split()[2] for s in states.values()}) == 1,
+          f"the lagging replica converges on the others' state: {states}")
+    check(glob.glob(os.path.join(dirs[2], "snapshot-*")),
+          "the lagging replica holds the installed snapshot")
+
+
 if __name__ == "__main__":
     main()
