@@ -27,6 +27,7 @@
 #include <zstd.h>
 
 #include "bench/gen.h"
+#include "common/pbwire.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/mem.h"
@@ -100,24 +101,16 @@ static int sink_put(struct sink *s, const void *data, size_t len)
     return rc;
 }
 
-static int sink_varint(struct sink *s, uint64_t v)
-{
-    uint8_t b[10];
-    size_t n = 0;
-    while (v >= 0x80) {
-        b[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    b[n++] = (uint8_t)v;
-    return sink_put(s, b, n);
-}
-
 /* A length-delimited field: tag, length, bytes. */
 static int sink_field(struct sink *s, unsigned field, const uint8_t *data, size_t len)
 {
-    int rc = sink_varint(s, (uint64_t)field << 3 | 2);
+    /* A tag and a length are 15 bytes at most: the buffer never grows, so
+     * it can live on the stack. */
+    uint8_t space[20];
+    struct bo_buf hdr = {space, 0, sizeof(space)};
+    int rc = bo_pb_put_len_header(&hdr, field, len);
     if (rc == BO_OK)
-        rc = sink_varint(s, len);
+        rc = sink_put(s, hdr.data, hdr.len);
     if (rc == BO_OK)
         rc = sink_put(s, data, len);
     return rc;
@@ -129,18 +122,6 @@ static void sink_release(struct sink *s)
     ZSTD_freeCCtx(s->zs);
     bo_free(s->out);
     bo_buf_release(&s->pending);
-}
-
-static int buf_varint(struct bo_buf *b, uint64_t v)
-{
-    uint8_t tmp[10];
-    size_t n = 0;
-    while (v >= 0x80) {
-        tmp[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    tmp[n++] = (uint8_t)v;
-    return bo_buf_append(b, tmp, n);
 }
 
 static double now_s(void)
@@ -357,15 +338,15 @@ int main(int argc, char **argv)
         partial_bytes += b.len;
         /* DeduplicatedScheduledTask{partial_task = 1, task_config_id = 2} */
         b2.len = 0;
-        rc = buf_varint(&b2, 1 << 3 | 2);
+        rc = bo_pb_put_varint(&b2, 1 << 3 | 2);
         if (rc == BO_OK)
-            rc = buf_varint(&b2, b.len);
+            rc = bo_pb_put_varint(&b2, b.len);
         if (rc == BO_OK)
             rc = bo_buf_append(&b2, b.data, b.len);
         if (rc == BO_OK && config) /* proto3: 0 is not written */
-            rc = buf_varint(&b2, 2 << 3 | 0);
+            rc = bo_pb_put_varint(&b2, 2 << 3 | 0);
         if (rc == BO_OK && config)
-            rc = buf_varint(&b2, config);
+            rc = bo_pb_put_varint(&b2, config);
         if (rc == BO_OK)
             rc = sink_field(&dedup, 2, b2.data, b2.len);
     }
