@@ -152,7 +152,12 @@ int bo_storage_snapshot_now(struct bo_storage *s, bo_storage_done_cb cb, void *d
 int bo_storage_backup_now(struct bo_storage *s, bo_storage_done_cb cb, void *data,
                           struct bo_err *err);
 
-/* ---- online recovery (Aurora's stage / query / delete / commit / unload) ---- */
+/* ---- online recovery (Aurora's stage / query / delete / commit / unload) ----
+ *
+ * Caveat: stage (reading and restoring a backup) and commit (exporting the
+ * staged store) run on the loop thread and block it for as long as that takes
+ * (seconds at a million tasks). They are rare operator actions; moving them to
+ * a worker thread is planned with the scheduler's admin API. */
 
 /* Load backup `name` from backup_dir into a temporary store. At most one is
  * staged at a time (BO_EBUSY otherwise). */
