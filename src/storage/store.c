@@ -97,9 +97,12 @@ static const char schema_tables[] =
     " task_refs INTEGER NOT NULL, body BLOB NOT NULL);"
     "CREATE INDEX IF NOT EXISTS task_configs_hash ON task_configs(hash_lo, hash_hi);"
     "CREATE INDEX IF NOT EXISTS task_configs_job ON task_configs(job_id);"
+    /* Host names of tasks, numbered, so tasks index a small integer. Rows
+     * are never deleted: there are as many as hosts ever seen. */
+    "CREATE TABLE IF NOT EXISTS hosts(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
     "CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY, task_id TEXT NOT NULL,"
     " job_id INTEGER NOT NULL, instance_id INTEGER NOT NULL, status INTEGER NOT NULL,"
-    " host TEXT NOT NULL, config_id INTEGER NOT NULL);"
+    " host_id INTEGER NOT NULL, config_id INTEGER NOT NULL);"
     /* The body of tasks.id, apart so that the tasks table stays narrow
      * (index builds and searches scan a tenth of the bytes); config_id is
      * repeated so an export reads this table alone. */
@@ -135,7 +138,7 @@ static const char schema_tables[] =
 static const char schema_task_indexes[] =
     "CREATE UNIQUE INDEX IF NOT EXISTS tasks_task_id ON tasks(task_id);"
     "CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, instance_id);"
-    "CREATE INDEX IF NOT EXISTS tasks_host ON tasks(host);"
+    "CREATE INDEX IF NOT EXISTS tasks_host ON tasks(host_id);"
     "CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);";
 
 #define META_SCHEMA_VERSION "schema_version"
@@ -165,6 +168,8 @@ enum stmt_id {
     S_CFG_UNREF,
     S_CFG_DELETE,
     S_CFG_BODY,
+    S_HOSTNAME_FIND,
+    S_HOSTNAME_INSERT,
     S_TASK_FIND,
     S_TASK_INSERT,
     S_TASK_UPDATE,
@@ -245,9 +250,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CFG_BODY] = "SELECT body FROM task_configs WHERE id = ?1",
     [S_TASK_FIND] = "SELECT id, config_id, job_id, status FROM tasks WHERE task_id = ?1",
     /* ?1 is NULL for a new row id, given by a restore. */
-    [S_TASK_INSERT] = "INSERT INTO tasks(id, task_id, job_id, instance_id, status, host, config_id)"
+    [S_HOSTNAME_FIND] = "SELECT id FROM hosts WHERE name = ?1",
+    [S_HOSTNAME_INSERT] = "INSERT INTO hosts(name) VALUES(?1)",
+    [S_TASK_INSERT] = "INSERT INTO tasks(id, task_id, job_id, instance_id, status, host_id,"
+                      " config_id)"
                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [S_TASK_UPDATE] = "UPDATE tasks SET job_id = ?2, instance_id = ?3, status = ?4, host = ?5,"
+    [S_TASK_UPDATE] = "UPDATE tasks SET job_id = ?2, instance_id = ?3, status = ?4, host_id = ?5,"
                       " config_id = ?6 WHERE id = ?1",
     [S_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
     [S_BODY_PUT] = "INSERT OR REPLACE INTO task_bodies(id, config_id, body) VALUES(?1, ?2, ?3)",
@@ -1294,6 +1302,36 @@ static int body_put(struct conn *c, int64_t id, int64_t config_id, const uint8_t
     return step_done(c, s, err, "store task body");
 }
 
+/* The row id of host name `name` (`len` bytes) in `hosts`, added if new. */
+static int host_id(struct conn *c, const char *name, size_t len, int64_t *id, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_HOSTNAME_FIND, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_text(s, 1, name, (int)len, SQLITE_STATIC);
+    rc = step_row(c, s, err, "find host");
+    if (rc == BO_OK) {
+        *id = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        return BO_OK;
+    }
+    if (rc != BO_ENOTFOUND) {
+        return rc;
+    }
+    rc = conn_stmt(c, S_HOSTNAME_INSERT, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_text(s, 1, name, (int)len, SQLITE_STATIC);
+    rc = step_done(c, s, err, "insert host");
+    if (rc == BO_OK) {
+        *id = sqlite3_last_insert_rowid(c->db);
+    }
+    return rc;
+}
+
 /* Insert or replace by task id. The new config is referenced before the old
  * one is released so a task keeping its config never deletes it. */
 static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
@@ -1318,6 +1356,12 @@ static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTas
         return rc;
     }
     bool replace = rc == BO_OK;
+    const char *host = a->slave_host != NULL ? a->slave_host : "";
+    int64_t hid;
+    rc = host_id(c, host, strlen(host), &hid, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
     sqlite3_stmt *s = NULL;
     rc = conn_stmt(c, replace ? S_TASK_UPDATE : S_TASK_INSERT, &s, err);
     if (rc != BO_OK) {
@@ -1333,7 +1377,7 @@ static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTas
     sqlite3_bind_int64(s, k++, job_id);
     sqlite3_bind_int(s, k++, a->instance_id);
     sqlite3_bind_int(s, k++, (int)t->status);
-    bind_str(s, k++, a->slave_host);
+    sqlite3_bind_int64(s, k++, hid);
     sqlite3_bind_int64(s, k++, config_id);
     rc = step_done(c, s, err, replace ? "update task" : "insert task");
     if (rc != BO_OK) {
@@ -2146,20 +2190,25 @@ static int open_conn(struct conn *c, const char *path, int flags, const char *pr
 }
 
 /* A file written before task bodies moved to their own table still has
- * tasks.body (the file is a cache, opened fresh at every start, so this only
- * guards an explicit reopen of an old file). */
+ * tasks.body, one written before host names moved to `hosts` has tasks.host
+ * (the file is a cache, opened fresh at every start, so this only guards an
+ * explicit reopen of an old file). */
 static int check_layout(struct conn *c, struct bo_err *err)
 {
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(
-        c->db, "SELECT 1 FROM pragma_table_info('tasks') WHERE name = 'body'", -1, &s, NULL);
+    int rc = sqlite3_prepare_v2(c->db,
+                                "SELECT name = 'body' FROM pragma_table_info('tasks')"
+                                " WHERE name IN ('body', 'host') ORDER BY 1 DESC",
+                                -1, &s, NULL);
     if (rc != SQLITE_OK) {
         return sql_fail(c->db, rc, err, "check layout");
     }
     rc = sqlite3_step(s);
+    bool bodies = rc == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
     sqlite3_finalize(s);
     if (rc == SQLITE_ROW) {
-        return bo_errf(err, BO_EVERSION, "database from an older release: tasks hold bodies");
+        return bo_errf(err, BO_EVERSION, "database from an older release: tasks hold %s",
+                       bodies ? "bodies" : "host names");
     }
     return rc == SQLITE_DONE ? BO_OK : sql_fail(c->db, rc, err, "check layout");
 }
@@ -2190,10 +2239,10 @@ static int open_main(struct bo_store *st, struct bo_err *err)
         rc = conn_exec(c, schema_tables, err, "create schema");
     }
     if (rc == BO_OK) {
-        rc = conn_exec(c, schema_task_indexes, err, "create schema");
+        rc = check_layout(c, err);
     }
     if (rc == BO_OK) {
-        rc = check_layout(c, err);
+        rc = conn_exec(c, schema_task_indexes, err, "create schema");
     }
     int64_t v;
     if (rc == BO_OK) {
@@ -2923,6 +2972,61 @@ struct restore_cfg {
     uint32_t by_status[19]; /* tasks of this image config, by status */
 };
 
+/* Host names met by a restore and their ids in `hosts`, so that a million
+ * tasks on a few thousand hosts cost a few thousand lookups in SQLite.
+ * Open addressing on bo_hash64, names compared. */
+struct host_slot {
+    uint64_t hash;
+    char *name; /* NULL: empty slot */
+    size_t len;
+    int64_t id;
+};
+
+struct host_map {
+    struct host_slot *slots;
+    size_t n_slots; /* a power of two, or 0 */
+    size_t n;
+};
+
+static void host_map_release(struct host_map *m)
+{
+    for (size_t i = 0; i < m->n_slots; i++) {
+        bo_free(m->slots[i].name);
+    }
+    bo_free(m->slots);
+    *m = (struct host_map){0};
+}
+
+static struct host_slot *host_map_slot(struct host_slot *slots, size_t n_slots, uint64_t hash,
+                                       const char *name, size_t len)
+{
+    size_t i = (size_t)hash & (n_slots - 1);
+    while (slots[i].name != NULL && !(slots[i].hash == hash && slots[i].len == len &&
+                                      memcmp(slots[i].name, name, len) == 0)) {
+        i = (i + 1) & (n_slots - 1);
+    }
+    return &slots[i];
+}
+
+static int host_map_grow(struct host_map *m)
+{
+    size_t n_slots = m->n_slots == 0 ? 1024 : m->n_slots * 2;
+    struct host_slot *slots = bo_calloc(n_slots, sizeof(*slots));
+    if (slots == NULL) {
+        return BO_ENOMEM;
+    }
+    for (size_t i = 0; i < m->n_slots; i++) {
+        const struct host_slot *o = &m->slots[i];
+        if (o->name != NULL) {
+            *host_map_slot(slots, n_slots, o->hash, o->name, o->len) = *o;
+        }
+    }
+    bo_free(m->slots);
+    m->slots = slots;
+    m->n_slots = n_slots;
+    return BO_OK;
+}
+
 struct restore {
     struct bo_store *st;
     struct conn *c; /* `own` (a fresh file) or the store's main connection */
@@ -2932,8 +3036,36 @@ struct restore {
     uint64_t n_tasks;
     bool refs_done;
     struct bo_buf tmp;
+    struct host_map hosts;
     struct bo_err *err;
 };
+
+/* host_id() through the restore's map. */
+static int restore_host_id(struct restore *r, const char *name, size_t len, int64_t *id)
+{
+    if (r->hosts.n * 2 >= r->hosts.n_slots && host_map_grow(&r->hosts) != BO_OK) {
+        return bo_errf(r->err, BO_ENOMEM, "restore: out of memory");
+    }
+    uint64_t hash = bo_hash64(name, len);
+    struct host_slot *slot = host_map_slot(r->hosts.slots, r->hosts.n_slots, hash, name, len);
+    if (slot->name != NULL) {
+        *id = slot->id;
+        return BO_OK;
+    }
+    int rc = host_id(r->c, name, len, id, r->err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    slot->name = bo_strndup(len == 0 ? "" : name, len);
+    if (slot->name == NULL) {
+        return bo_errf(r->err, BO_ENOMEM, "restore: out of memory");
+    }
+    slot->hash = hash;
+    slot->len = len;
+    slot->id = *id;
+    r->hosts.n++;
+    return BO_OK;
+}
 
 static int restore_config(void *data, uint32_t index, const uint8_t *bytes, size_t len)
 {
@@ -3096,8 +3228,13 @@ static int restore_task(void *data, uint32_t config_index, const uint8_t *p, siz
         len = r->tmp.len;
     }
     struct restore_cfg *cfg = &r->cfgs[config_index];
+    int64_t hid;
+    int rc = restore_host_id(r, t.host, t.host_len, &hid);
+    if (rc != BO_OK) {
+        return rc;
+    }
     sqlite3_stmt *s = NULL;
-    int rc = conn_stmt(r->c, S_TASK_INSERT, &s, r->err);
+    rc = conn_stmt(r->c, S_TASK_INSERT, &s, r->err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -3107,7 +3244,7 @@ static int restore_task(void *data, uint32_t config_index, const uint8_t *p, siz
     sqlite3_bind_int64(s, 3, cfg->job_id);
     sqlite3_bind_int(s, 4, t.instance_id);
     sqlite3_bind_int(s, 5, t.status);
-    sqlite3_bind_text(s, 6, t.host, (int)t.host_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, hid);
     sqlite3_bind_int64(s, 7, cfg->id);
     rc = step_done(r->c, s, r->err, "insert task");
     if (rc == BO_OK) {
@@ -3291,13 +3428,14 @@ static int restore_in_place(struct bo_store *st, const uint8_t *image, size_t le
         return bo_err_wrapf(err, rc, "restore");
     }
     memo_reset(st);
-    rc = conn_exec(r.c,
-                   "DELETE FROM tasks; DELETE FROM task_bodies; DELETE FROM task_configs;"
-                   " DELETE FROM jobs; DELETE FROM job_counts; DELETE FROM cron_jobs;"
-                   " DELETE FROM quotas; DELETE FROM host_attributes; DELETE FROM maintenance;"
-                   " DELETE FROM job_updates; DELETE FROM job_update_configs;"
-                   " DELETE FROM job_update_events; DELETE FROM job_instance_events;",
-                   err, "restore: clear");
+    rc = conn_exec(
+        r.c,
+        "DELETE FROM tasks; DELETE FROM task_bodies; DELETE FROM hosts; DELETE FROM task_configs;"
+        " DELETE FROM jobs; DELETE FROM job_counts; DELETE FROM cron_jobs;"
+        " DELETE FROM quotas; DELETE FROM host_attributes; DELETE FROM maintenance;"
+        " DELETE FROM job_updates; DELETE FROM job_update_configs;"
+        " DELETE FROM job_update_events; DELETE FROM job_instance_events;",
+        err, "restore: clear");
     if (rc == BO_OK) {
         struct bo_snap_visitor v = {
             .data = &r, .config = restore_config, .task = restore_task, .rest = restore_rest};
@@ -3330,6 +3468,7 @@ static int restore_in_place(struct bo_store *st, const uint8_t *image, size_t le
     }
     memo_reset(st);
     bo_free(r.cfgs);
+    host_map_release(&r.hosts);
     bo_buf_release(&r.tmp);
     if (rc == BO_OK) {
         st->applied_index = index;
@@ -3362,6 +3501,7 @@ static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, b
     conn_close(&r.own, true);
     memo_reset(st);
     bo_free(r.cfgs);
+    host_map_release(&r.hosts);
     bo_buf_release(&r.tmp);
     if (rc != BO_OK) {
         remove_db(st->path, ".restore", NULL);
@@ -3545,7 +3685,9 @@ static int task_query_prepare(struct conn *c, const struct bo_task_query *q, boo
         rc = sql_in(&b, "t.status", q->n_statuses);
     }
     if (rc == BO_OK && q->n_hosts > 0) {
-        rc = sql_in(&b, "t.host", q->n_hosts);
+        /* Names to ids first, then tasks_host. */
+        rc = sql_in(&b, "t.host_id IN (SELECT id FROM hosts WHERE name", q->n_hosts);
+        rc = rc != BO_OK ? rc : sql_cat(&b, ")");
     }
     if (rc == BO_OK && !count) {
         rc = sql_cat(&b, " ORDER BY j.role, j.environment, j.name, t.instance_id, t.task_id"
@@ -4390,8 +4532,9 @@ static const char *const digest_sql[] = {
     "SELECT role, environment, name FROM jobs ORDER BY 1, 2, 3",
     "SELECT c.hash_lo, c.hash_hi, c.body, c.refs, c.task_refs, j.role, j.environment, j.name"
     " FROM task_configs c JOIN jobs j ON j.id = c.job_id ORDER BY 1, 2, 3",
-    "SELECT t.task_id, j.role, j.environment, j.name, t.instance_id, t.status, t.host,"
+    "SELECT t.task_id, j.role, j.environment, j.name, t.instance_id, t.status, h.name,"
     " c.hash_lo, c.hash_hi, b.body FROM tasks t JOIN task_bodies b ON b.id = t.id"
+    " JOIN hosts h ON h.id = t.host_id"
     " JOIN jobs j ON j.id = t.job_id"
     " JOIN task_configs c ON c.id = t.config_id ORDER BY t.task_id",
     "SELECT j.role, j.environment, j.name, n.status, n.n FROM job_counts n"

@@ -18,6 +18,7 @@
 #include "common/pbwire.h"
 #include "storage.pb-c.h"
 #include "storage/canon.h"
+#include "storage/codec.h"
 #include "storage/snapshot.h"
 
 #define N_CONFIGS 7
@@ -850,6 +851,126 @@ static void test_any_order_and_leftover_tasks(void **state)
     state_release(&st);
 }
 
+/* A visitor that checks tasks against the state's, by position modulo N_TASKS. */
+struct big_seen {
+    const struct state *st;
+    size_t n_cfg, n_tasks, bad;
+    size_t fail_at_task; /* SIZE_MAX: never */
+};
+
+static int big_config(void *data, uint32_t index, const uint8_t *config, size_t len)
+{
+    struct big_seen *b = data;
+    if (index != b->n_cfg || len != b->st->cfg[index].len ||
+        memcmp(config, b->st->cfg[index].data, len) != 0) {
+        b->bad++;
+    }
+    b->n_cfg++;
+    return BO_OK;
+}
+
+static int big_task(void *data, uint32_t config_index, const uint8_t *partial, size_t len)
+{
+    struct big_seen *b = data;
+    size_t i = b->n_tasks % N_TASKS;
+    if (b->n_tasks == b->fail_at_task) {
+        return BO_ECANCELED;
+    }
+    if (config_index >= b->n_cfg || config_index != b->st->task_cfg[i] ||
+        len != b->st->task[i].len || memcmp(partial, b->st->task[i].data, len) != 0) {
+        b->bad++;
+    }
+    b->n_tasks++;
+    return BO_OK;
+}
+
+/* A compressed image big enough to be decoded on a thread while it is
+ * walked, with configs after tasks that use them (deferred to a second
+ * pass), read whole; then damaged, and with a visitor that stops early. */
+static void test_streamed_payload(void **state)
+{
+    (void)state;
+    struct state st;
+    state_init(&st);
+    enum { ROUNDS = 200, EARLY_CONFIGS = 4 };
+    struct bo_buf d = BO_BUF_INIT, t = BO_BUF_INIT, p = BO_BUF_INIT, c = BO_BUF_INIT;
+    struct bo_buf e = BO_BUF_INIT, outer = BO_BUF_INIT, image = BO_BUF_INIT, r = BO_BUF_INIT;
+    for (int i = 0; i < EARLY_CONFIGS; i++) {
+        bo_pb_put_bytes(&d, 3, st.cfg[i].data, st.cfg[i].len);
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N_TASKS; i++) {
+            t.len = 0;
+            bo_pb_put_bytes(&t, 1, st.task[i].data, st.task[i].len);
+            bo_pb_put_uint(&t, 2, st.task_cfg[i]);
+            bo_pb_put_bytes(&d, 2, t.data, t.len);
+        }
+        if (round == ROUNDS / 2) {
+            for (int i = EARLY_CONFIGS; i < N_CONFIGS; i++) {
+                bo_pb_put_bytes(&d, 3, st.cfg[i].data, st.cfg[i].len);
+            }
+        }
+    }
+    Bo__Snapshot *rest = make_rest();
+    size_t n = bo__snapshot__get_packed_size(rest);
+    bo_buf_reserve(&r, n);
+    r.len = bo__snapshot__pack(rest, r.data);
+    bo_pb_put_bytes(&d, 1, r.data, r.len);
+    bo_pb_put_bytes(&p, 4, d.data, d.len);
+    assert_true(p.len > ((size_t)4 << 20)); /* what the reader decodes on a thread */
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_codec_compress(BO_CODEC_ZSTD, 0, p.data, p.len, &c, &err), BO_OK);
+    bo_pb_put_uint(&e, 1, BO_CODEC_ZSTD);
+    bo_pb_put_uint(&e, 2, p.len);
+    bo_pb_put_bytes(&e, 3, c.data, c.len);
+    bo_pb_put_bytes(&outer, 5, e.data, e.len);
+    assert_int_equal(bo_snap_wrap_image(outer.data, outer.len, &image), BO_OK);
+
+    struct big_seen b = {.st = &st, .fail_at_task = SIZE_MAX};
+    struct bo_snap_visitor v = {&b, big_config, big_task, NULL};
+    struct bo_snap_stats rs;
+    int rv = bo_snap_read(image.data, image.len, &v, &rs, &err);
+    if (rv != BO_OK) {
+        fail_msg("read: %s", bo_err_msg(&err, rv));
+    }
+    assert_int_equal(b.bad, 0);
+    assert_int_equal(b.n_cfg, N_CONFIGS);
+    assert_int_equal(b.n_tasks, (size_t)ROUNDS * N_TASKS);
+    assert_int_equal(rs.tasks, (size_t)ROUNDS * N_TASKS);
+    assert_int_equal(rs.codec, BO_CODEC_ZSTD);
+
+    /* A visitor's error stops the walk, decoding or not. */
+    b = (struct big_seen){.st = &st, .fail_at_task = 1000};
+    assert_int_equal(bo_snap_read(image.data, image.len, &v, NULL, &err), BO_ECANCELED);
+    assert_int_equal(b.n_tasks, 1000);
+
+    /* Damage in the middle of the compressed data (checksums redone): the
+     * decoder's error is what comes back, whatever the walk saw first. */
+    c.data[c.len / 2] ^= 0x5a;
+    e.len = 0;
+    outer.len = 0;
+    image.len = 0;
+    bo_pb_put_uint(&e, 1, BO_CODEC_ZSTD);
+    bo_pb_put_uint(&e, 2, p.len);
+    bo_pb_put_bytes(&e, 3, c.data, c.len);
+    bo_pb_put_bytes(&outer, 5, e.data, e.len);
+    assert_int_equal(bo_snap_wrap_image(outer.data, outer.len, &image), BO_OK);
+    b = (struct big_seen){.st = &st, .fail_at_task = SIZE_MAX};
+    assert_int_equal(bo_snap_read(image.data, image.len, &v, NULL, &err), BO_ECORRUPT);
+    assert_non_null(strstr(err.msg, "compressed data at offset"));
+
+    free_msg(rest);
+    bo_buf_release(&d);
+    bo_buf_release(&t);
+    bo_buf_release(&p);
+    bo_buf_release(&c);
+    bo_buf_release(&e);
+    bo_buf_release(&outer);
+    bo_buf_release(&image);
+    bo_buf_release(&r);
+    state_release(&st);
+}
+
 static void test_split_task(void **state)
 {
     (void)state;
@@ -912,6 +1033,7 @@ int main(void)
         cmocka_unit_test(test_version_and_flags),
         cmocka_unit_test(test_bad_content),
         cmocka_unit_test(test_any_order_and_leftover_tasks),
+        cmocka_unit_test(test_streamed_payload),
         cmocka_unit_test(test_split_task),
         cmocka_unit_test(test_out_of_memory),
     };

@@ -1178,6 +1178,87 @@ static void export_image(struct bo_store *st, bool dedup, struct bo_buf *image)
     }
 }
 
+static uint64_t count_on_host(struct bo_store *st, const char *host)
+{
+    const char *hosts[] = {host};
+    struct bo_task_query q = {.hosts = hosts, .n_hosts = 1};
+    return count_q(st, &q);
+}
+
+/* Tasks keep their host as an id into `hosts`: queries by host name after a
+ * restore (fresh file and in place) and after tasks move between hosts. */
+static void test_hosts_by_id(void **state)
+{
+    (void)state;
+    struct bo_store *a = open_store("hosts-a.db");
+    Bo__Transaction *t = txn_new();
+    char id[32];
+    for (int i = 0; i < 30; i++) {
+        char host[32];
+        snprintf(id, sizeof(id), "t-%d", i);
+        snprintf(host, sizeof(host), "h-%d", i % 3);
+        txn_save_task(t, mk_task(id, mk_config("r", "e", "j", 0, false), i,
+                                 BO__SCHEDULE_STATUS__RUNNING, i == 29 ? NULL : host));
+    }
+    apply_ok(a, t, 1);
+    assert_int_equal(count_on_host(a, "h-0"), 10);
+    assert_int_equal(count_on_host(a, "h-2"), 9);
+    assert_int_equal(count_on_host(a, ""), 1);
+    assert_int_equal(count_on_host(a, "nowhere"), 0);
+    struct bo_buf image = BO_BUF_INIT;
+    export_image(a, true, &image);
+
+    for (int in_place = 0; in_place <= 1; in_place++) {
+        struct bo_store *b = open_store(in_place ? "hosts-c.db" : "hosts-b.db");
+        t = txn_new();
+        txn_save_task(t, mk_task("other", mk_config("z", "z", "z", 0, false), 0,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-1"));
+        apply_ok(b, t, 1);
+        struct bo_store_view *view = NULL;
+        struct bo_err err = BO_ERR_INIT;
+        if (in_place) {
+            assert_int_equal(bo_store_view_open(b, &view, &err), BO_OK);
+        }
+        int rc = bo_store_restore(b, image.data, image.len, 2, &err);
+        if (rc != BO_OK) {
+            fail_msg("restore: %s", bo_err_msg(&err, rc));
+        }
+        if (view != NULL) {
+            bo_store_view_close(view);
+        }
+        assert_true(digest_of(b) == digest_of(a));
+        assert_int_equal(count_on_host(b, "h-1"), 10);
+        assert_int_equal(count_on_host(b, ""), 1);
+
+        /* Moves: to a known host, to a new one, off every host. */
+        t = txn_new();
+        txn_save_task(t, mk_task("t-0", mk_config("r", "e", "j", 0, false), 0,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-1"));
+        txn_save_task(t, mk_task("t-3", mk_config("r", "e", "j", 0, false), 3,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-new"));
+        txn_save_task(t, mk_task("t-6", mk_config("r", "e", "j", 0, false), 6,
+                                 BO__SCHEDULE_STATUS__RUNNING, NULL));
+        apply_ok(b, t, 3);
+        assert_int_equal(count_on_host(b, "h-0"), 7);
+        assert_int_equal(count_on_host(b, "h-1"), 11);
+        assert_int_equal(count_on_host(b, "h-new"), 1);
+        assert_int_equal(count_on_host(b, ""), 2);
+        const char *hosts[] = {"h-new", "h-1", "nowhere"};
+        struct bo_task_query q = {.hosts = hosts, .n_hosts = 3, .job_name = "j"};
+        struct bo_task_list l;
+        query(b, &q, &l);
+        assert_int_equal(l.n, 12);
+        for (size_t i = 0; i < l.n; i++) {
+            const char *h = l.tasks[i]->assigned_task->slave_host;
+            assert_true(strcmp(h, "h-new") == 0 || strcmp(h, "h-1") == 0);
+        }
+        bo_task_list_release(&l);
+        bo_store_close(b);
+    }
+    bo_buf_release(&image);
+    bo_store_close(a);
+}
+
 static void test_export_restore(void **state)
 {
     (void)state;
@@ -1594,6 +1675,7 @@ int main(void)
         cmocka_unit_test(test_other_entities),
         cmocka_unit_test(test_replicas_identical),
         cmocka_unit_test(test_export_restore),
+        cmocka_unit_test(test_hosts_by_id),
         cmocka_unit_test(test_restore_files),
         cmocka_unit_test(test_restore_interleaved),
         cmocka_unit_test(test_view_consistency),
