@@ -150,6 +150,11 @@ static const char schema_task_indexes[] =
 
 /* ----------------------------------------------------- statement cache ---- */
 
+#define RESTORE_BATCH 16
+#define ROWS2(r)      r ", " r
+#define ROWS4(r)      ROWS2(r) ", " ROWS2(r)
+#define ROWS16(r)     ROWS4(r) ", " ROWS4(r) ", " ROWS4(r) ", " ROWS4(r)
+
 enum stmt_id {
     S_BEGIN,
     S_COMMIT,
@@ -172,6 +177,8 @@ enum stmt_id {
     S_HOSTNAME_INSERT,
     S_TASK_FIND,
     S_TASK_INSERT,
+    S_TASK_INSERT_MANY,
+    S_BODY_INSERT_MANY,
     S_TASK_UPDATE,
     S_TASK_DELETE,
     S_BODY_PUT,
@@ -255,6 +262,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TASK_INSERT] = "INSERT INTO tasks(id, task_id, job_id, instance_id, status, host_id,"
                       " config_id)"
                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* A restore inserts tasks RESTORE_BATCH at a time (one step for many
+     * rows: most of an insert's cost is the step, not the row). */
+    [S_TASK_INSERT_MANY] = "INSERT INTO tasks(id, task_id, job_id, instance_id, status, host_id,"
+                           " config_id) VALUES" ROWS16("(?, ?, ?, ?, ?, ?, ?)"),
+    [S_BODY_INSERT_MANY] =
+        "INSERT INTO task_bodies(id, config_id, body) VALUES" ROWS16("(?, ?, ?)"),
     [S_TASK_UPDATE] = "UPDATE tasks SET job_id = ?2, instance_id = ?3, status = ?4, host_id = ?5,"
                       " config_id = ?6 WHERE id = ?1",
     [S_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
@@ -3037,8 +3050,88 @@ struct restore {
     bool refs_done;
     struct bo_buf tmp;
     struct host_map hosts;
+    /* Tasks waiting to be inserted RESTORE_BATCH at a time; their task ids
+     * and bodies are in `batch`. */
+    struct restore_row {
+        int64_t id, job_id, host_id, config_id;
+        int32_t instance_id;
+        int status;
+        size_t tid_off, tid_len, body_off, body_len;
+    } rows[RESTORE_BATCH];
+    size_t n_rows;
+    struct bo_buf batch;
     struct bo_err *err;
 };
+
+/* Insert the waiting tasks: one statement for a full batch, one per task
+ * otherwise. */
+static int restore_flush(struct restore *r)
+{
+    size_t n = r->n_rows;
+    if (n == 0) {
+        return BO_OK;
+    }
+    r->n_rows = 0;
+    const uint8_t *base = r->batch.data;
+    sqlite3_stmt *s = NULL;
+    int rc;
+    if (n == RESTORE_BATCH) {
+        rc = conn_stmt(r->c, S_TASK_INSERT_MANY, &s, r->err);
+        if (rc != BO_OK) {
+            return rc;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const struct restore_row *w = &r->rows[i];
+            int k = (int)i * 7;
+            sqlite3_bind_int64(s, k + 1, w->id);
+            sqlite3_bind_text(s, k + 2, (const char *)base + w->tid_off, (int)w->tid_len,
+                              SQLITE_STATIC);
+            sqlite3_bind_int64(s, k + 3, w->job_id);
+            sqlite3_bind_int(s, k + 4, w->instance_id);
+            sqlite3_bind_int(s, k + 5, w->status);
+            sqlite3_bind_int64(s, k + 6, w->host_id);
+            sqlite3_bind_int64(s, k + 7, w->config_id);
+        }
+        rc = step_done(r->c, s, r->err, "insert tasks");
+        if (rc == BO_OK) {
+            rc = conn_stmt(r->c, S_BODY_INSERT_MANY, &s, r->err);
+        }
+        if (rc != BO_OK) {
+            return rc;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const struct restore_row *w = &r->rows[i];
+            int k = (int)i * 3;
+            sqlite3_bind_int64(s, k + 1, w->id);
+            sqlite3_bind_int64(s, k + 2, w->config_id);
+            bind_blob(s, k + 3, base + w->body_off, w->body_len);
+        }
+        rc = step_done(r->c, s, r->err, "store task bodies");
+    } else {
+        rc = BO_OK;
+        for (size_t i = 0; i < n && rc == BO_OK; i++) {
+            const struct restore_row *w = &r->rows[i];
+            rc = conn_stmt(r->c, S_TASK_INSERT, &s, r->err);
+            if (rc != BO_OK) {
+                break;
+            }
+            sqlite3_bind_int64(s, 1, w->id);
+            sqlite3_bind_text(s, 2, (const char *)base + w->tid_off, (int)w->tid_len,
+                              SQLITE_STATIC);
+            sqlite3_bind_int64(s, 3, w->job_id);
+            sqlite3_bind_int(s, 4, w->instance_id);
+            sqlite3_bind_int(s, 5, w->status);
+            sqlite3_bind_int64(s, 6, w->host_id);
+            sqlite3_bind_int64(s, 7, w->config_id);
+            rc = step_done(r->c, s, r->err, "insert task");
+            if (rc == BO_OK) {
+                rc = body_put(r->c, w->id, w->config_id, base + w->body_off, w->body_len, r->err);
+            }
+        }
+    }
+    r->batch.len = 0;
+    return rc;
+}
 
 /* host_id() through the restore's map. */
 static int restore_host_id(struct restore *r, const char *name, size_t len, int64_t *id)
@@ -3233,25 +3326,26 @@ static int restore_task(void *data, uint32_t config_index, const uint8_t *p, siz
     if (rc != BO_OK) {
         return rc;
     }
-    sqlite3_stmt *s = NULL;
-    rc = conn_stmt(r->c, S_TASK_INSERT, &s, r->err);
-    if (rc != BO_OK) {
-        return rc;
+    struct restore_row *w = &r->rows[r->n_rows];
+    *w = (struct restore_row){.id = (int64_t)n + 1,
+                              .job_id = cfg->job_id,
+                              .host_id = hid,
+                              .config_id = cfg->id,
+                              .instance_id = t.instance_id,
+                              .status = t.status,
+                              .tid_off = r->batch.len,
+                              .tid_len = t.task_id_len,
+                              .body_off = r->batch.len + t.task_id_len,
+                              .body_len = len};
+    if (bo_buf_append(&r->batch, t.task_id, t.task_id_len) != BO_OK ||
+        bo_buf_append(&r->batch, p, len) != BO_OK) {
+        return bo_errf(r->err, BO_ENOMEM, "restore: out of memory");
     }
-    int64_t id = (int64_t)n + 1;
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_text(s, 2, t.task_id, (int)t.task_id_len, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, cfg->job_id);
-    sqlite3_bind_int(s, 4, t.instance_id);
-    sqlite3_bind_int(s, 5, t.status);
-    sqlite3_bind_int64(s, 6, hid);
-    sqlite3_bind_int64(s, 7, cfg->id);
-    rc = step_done(r->c, s, r->err, "insert task");
-    if (rc == BO_OK) {
-        rc = body_put(r->c, id, cfg->id, p, len, r->err);
-    }
-    if (rc != BO_OK) {
-        return rc;
+    if (++r->n_rows == RESTORE_BATCH) {
+        rc = restore_flush(r);
+        if (rc != BO_OK) {
+            return rc;
+        }
     }
     cfg->by_status[t.status]++;
     r->n_tasks++;
@@ -3261,6 +3355,10 @@ static int restore_task(void *data, uint32_t config_index, const uint8_t *p, siz
 /* Task references and counts, added in bulk once all tasks are in. */
 static int restore_task_refs(struct restore *r)
 {
+    int frc = restore_flush(r);
+    if (frc != BO_OK) {
+        return frc;
+    }
     if (r->refs_done) {
         return BO_OK;
     }
@@ -3469,6 +3567,7 @@ static int restore_in_place(struct bo_store *st, const uint8_t *image, size_t le
     memo_reset(st);
     bo_free(r.cfgs);
     host_map_release(&r.hosts);
+    bo_buf_release(&r.batch);
     bo_buf_release(&r.tmp);
     if (rc == BO_OK) {
         st->applied_index = index;
@@ -3502,6 +3601,7 @@ static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, b
     memo_reset(st);
     bo_free(r.cfgs);
     host_map_release(&r.hosts);
+    bo_buf_release(&r.batch);
     bo_buf_release(&r.tmp);
     if (rc != BO_OK) {
         remove_db(st->path, ".restore", NULL);

@@ -1259,6 +1259,83 @@ static void test_hosts_by_id(void **state)
     bo_store_close(a);
 }
 
+/* An image with `n` tasks of which the last repeats the id of task `dup`. */
+static void image_with_duplicate(int n, int dup, struct bo_buf *image)
+{
+    struct bo_snap_writer *w = NULL;
+    assert_int_equal(bo_snap_writer_new(true, BO_CODEC_ZSTD, 0, &w), BO_OK);
+    struct bo_buf cfg = BO_BUF_INIT, part = BO_BUF_INIT;
+    uint32_t ci = 0;
+    for (int i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "d-%d", i == n - 1 ? dup : i);
+        Bo__ScheduledTask *t =
+            mk_task(id, mk_config("r", "e", "j", 0, false), i, BO__SCHEDULE_STATUS__RUNNING, "h");
+        cfg.len = 0;
+        part.len = 0;
+        assert_int_equal(bo_snap_split_task(t, &cfg, &part), BO_OK);
+        if (i == 0) {
+            assert_int_equal(bo_snap_writer_add_config(w, cfg.data, cfg.len, &ci), BO_OK);
+        }
+        assert_int_equal(bo_snap_writer_add_task(w, ci, part.data, part.len), BO_OK);
+        protobuf_c_message_free_unpacked(&t->base, NULL);
+    }
+    Bo__Snapshot rest = BO__SNAPSHOT__INIT;
+    assert_int_equal(bo_snap_writer_set_rest(w, &rest), BO_OK);
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_snap_writer_finish(w, image, NULL, &err), BO_OK);
+    bo_snap_writer_free(w);
+    bo_buf_release(&cfg);
+    bo_buf_release(&part);
+}
+
+/* A task id twice in an image is refused, in a fresh file or in place, and
+ * the previous state stays. Sizes around the restore's insert batch. */
+static void test_restore_duplicate_task_ids(void **state)
+{
+    (void)state;
+    const int sizes[][2] = {{2, 0}, {17, 3}, {40, 38}};
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        struct bo_buf image = BO_BUF_INIT;
+        image_with_duplicate(sizes[k][0], sizes[k][1], &image);
+        for (int in_place = 0; in_place <= 1; in_place++) {
+            struct bo_store *b = open_store("dup.db");
+            Bo__Transaction *t = txn_new();
+            txn_save_task(t, mk_task("keep", mk_config("z", "z", "z", 0, false), 0,
+                                     BO__SCHEDULE_STATUS__RUNNING, "h-1"));
+            apply_ok(b, t, 1);
+            uint64_t before = digest_of(b);
+            struct bo_store_view *view = NULL;
+            struct bo_err err = BO_ERR_INIT;
+            if (in_place) {
+                assert_int_equal(bo_store_view_open(b, &view, &err), BO_OK);
+            }
+            assert_int_equal(bo_store_restore(b, image.data, image.len, 2, &err), BO_ECORRUPT);
+            assert_non_null(strstr(err.msg, "duplicate task ids"));
+            if (view != NULL) {
+                bo_store_view_close(view);
+            }
+            assert_true(digest_of(b) == before);
+            assert_int_equal(bo_store_applied_index(b), 1);
+            assert_int_equal(count_on_host(b, "h-1"), 1);
+            bo_store_close(b);
+        }
+        bo_buf_release(&image);
+    }
+    struct bo_buf image = BO_BUF_INIT;
+    image_with_duplicate(40, 39, &image); /* the last task is itself: no repeat */
+    struct bo_store *b = open_store("dup.db");
+    struct bo_err err = BO_ERR_INIT;
+    int rc = bo_store_restore(b, image.data, image.len, 2, &err);
+    if (rc != BO_OK) {
+        fail_msg("restore: %s", bo_err_msg(&err, rc));
+    }
+    assert_int_equal(counts_of(b).tasks, 40);
+    assert_int_equal(count_on_host(b, "h"), 40);
+    bo_store_close(b);
+    bo_buf_release(&image);
+}
+
 static void test_export_restore(void **state)
 {
     (void)state;
@@ -1676,6 +1753,7 @@ int main(void)
         cmocka_unit_test(test_replicas_identical),
         cmocka_unit_test(test_export_restore),
         cmocka_unit_test(test_hosts_by_id),
+        cmocka_unit_test(test_restore_duplicate_task_ids),
         cmocka_unit_test(test_restore_files),
         cmocka_unit_test(test_restore_interleaved),
         cmocka_unit_test(test_view_consistency),
