@@ -714,6 +714,10 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
+    struct bo_err err = BO_ERR_INIT;
+    if (strcmp(cmd, "gen-image") != 0 && bo_fs_mkdirs(o.dir, &err) != BO_OK) {
+        die("--dir", BO_EIO, &err);
+    }
     if (strcmp(cmd, "gen-image") == 0) {
         return cmd_gen_image(&o, o.dir);
     }
