@@ -4405,7 +4405,10 @@ int bo_store_list_cron_jobs(struct bo_store *st, Bo__JobConfiguration ***out, si
     return list_out(&v, rc, out, n);
 }
 
-int bo_store_get_quota(struct bo_store *st, const char *role, Bo__ResourceAggregate **out,
+/* One row by a text key (statement `id`, parameter 1), column 0 unpacked as
+ * `d`. BO_ENOTFOUND without a message: the caller names what was missing. */
+static int get_by_text(struct bo_store *st, enum stmt_id id, const char *key,
+                       const ProtobufCMessageDescriptor *d, const char *what, void **out,
                        struct bo_err *err)
 {
     int rc = store_usable(st, err);
@@ -4414,20 +4417,27 @@ int bo_store_get_quota(struct bo_store *st, const char *role, Bo__ResourceAggreg
     }
     struct conn *c = &st->main;
     sqlite3_stmt *s = NULL;
-    rc = conn_stmt(c, S_QUOTA_GET, &s, err);
+    rc = conn_stmt(c, id, &s, err);
     if (rc == BO_OK) {
-        bind_str(s, 1, role);
-        rc = step_row(c, s, err, "get quota");
+        bind_str(s, 1, key);
+        rc = step_row(c, s, err, what);
     }
+    if (rc == BO_OK) {
+        rc = conv_unpack(d, s, 0, out, err);
+        sqlite3_reset(s);
+    }
+    return rc;
+}
+
+int bo_store_get_quota(struct bo_store *st, const char *role, Bo__ResourceAggregate **out,
+                       struct bo_err *err)
+{
+    void *m;
+    int rc = get_by_text(st, S_QUOTA_GET, role, &bo__resource_aggregate__descriptor, "get quota",
+                         &m, err);
     if (rc == BO_ENOTFOUND) {
         return bo_errf(err, BO_ENOTFOUND, "quota of role '%s' not found", role);
     }
-    if (rc != BO_OK) {
-        return rc;
-    }
-    void *m;
-    rc = conv_unpack(&bo__resource_aggregate__descriptor, s, 0, &m, err);
-    sqlite3_reset(s);
     if (rc == BO_OK) {
         *out = m;
     }
@@ -4448,26 +4458,12 @@ int bo_store_list_quotas(struct bo_store *st, Bo__QuotaConfiguration ***out, siz
 int bo_store_get_host(struct bo_store *st, const char *host, Bo__HostAttributes **out,
                       struct bo_err *err)
 {
-    int rc = store_usable(st, err);
-    if (rc != BO_OK) {
-        return rc;
-    }
-    struct conn *c = &st->main;
-    sqlite3_stmt *s = NULL;
-    rc = conn_stmt(c, S_HOST_GET, &s, err);
-    if (rc == BO_OK) {
-        bind_str(s, 1, host);
-        rc = step_row(c, s, err, "get host");
-    }
+    void *m;
+    int rc =
+        get_by_text(st, S_HOST_GET, host, &bo__host_attributes__descriptor, "get host", &m, err);
     if (rc == BO_ENOTFOUND) {
         return bo_errf(err, BO_ENOTFOUND, "host '%s' not found", host);
     }
-    if (rc != BO_OK) {
-        return rc;
-    }
-    void *m;
-    rc = conv_unpack(&bo__host_attributes__descriptor, s, 0, &m, err);
-    sqlite3_reset(s);
     if (rc == BO_OK) {
         bo_canon_host_attributes(m);
         *out = m;
