@@ -2497,8 +2497,20 @@ static int conv_quota(struct conn *c, sqlite3_stmt *s, void **out, struct bo_err
     return rc;
 }
 
-static int list_events(struct conn *c, enum stmt_id id, int64_t row,
-                       const ProtobufCMessageDescriptor *d, struct msg_vec *v, struct bo_err *err)
+static int conv_update_event(struct conn *c, sqlite3_stmt *s, void **out, struct bo_err *err)
+{
+    (void)c;
+    return conv_unpack(&bo__job_update_event__descriptor, s, 0, out, err);
+}
+
+static int conv_instance_event(struct conn *c, sqlite3_stmt *s, void **out, struct bo_err *err)
+{
+    (void)c;
+    return conv_unpack(&bo__job_instance_update_event__descriptor, s, 0, out, err);
+}
+
+static int list_events(struct conn *c, enum stmt_id id, int64_t row, row_conv conv,
+                       struct msg_vec *v, struct bo_err *err)
 {
     sqlite3_stmt *s = NULL;
     int rc = conn_stmt(c, id, &s, err);
@@ -2506,24 +2518,7 @@ static int list_events(struct conn *c, enum stmt_id id, int64_t row,
         return rc;
     }
     sqlite3_bind_int64(s, 1, row);
-    int step;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        void *m;
-        rc = conv_unpack(d, s, 0, &m, err);
-        if (rc != BO_OK) {
-            break;
-        }
-        if (vec_push(v, m) != BO_OK) {
-            protobuf_c_message_free_unpacked(m, NULL);
-            rc = bo_errf(err, BO_ENOMEM, "list events: out of memory");
-            break;
-        }
-    }
-    if (rc == BO_OK && step != SQLITE_DONE) {
-        rc = sql_fail(c->db, step, err, "list events");
-    }
-    sqlite3_reset(s);
-    return rc;
+    return collect(c, s, conv, v, err);
 }
 
 /* Row (id, body, status, created_ms, last_modified_ms) -> JobUpdateDetails
@@ -2571,11 +2566,11 @@ static int conv_update_details(struct conn *c, sqlite3_stmt *s, bool append_orde
         size_t init_i = i - (in->desired_state != NULL ? 1 : 0);
         (desired ? in->desired_state : in->initial_state[init_i])->task = cfg;
     }
-    rc = list_events(c, append_order ? S_UPD_EV_LIST_SEQ : S_UPD_EV_LIST, row,
-                     &bo__job_update_event__descriptor, &events, err);
+    rc = list_events(c, append_order ? S_UPD_EV_LIST_SEQ : S_UPD_EV_LIST, row, conv_update_event,
+                     &events, err);
     if (rc == BO_OK) {
         rc = list_events(c, append_order ? S_UPD_IEV_LIST_SEQ : S_UPD_IEV_LIST, row,
-                         &bo__job_instance_update_event__descriptor, &ievents, err);
+                         conv_instance_event, &ievents, err);
     }
     if (rc != BO_OK) {
         goto out;
