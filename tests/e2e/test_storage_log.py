@@ -50,6 +50,23 @@ def flip_byte(path, offset):
         f.write(bytes([b[0] ^ 0x40]))
 
 
+def wait_converged(procs, timeout=60):
+    """The last "STATE <index> <digest>" line of each replica, once all report
+    one digest, or when time runs out. (Applied indexes may differ by raft's
+    own entries, which only the leader notes.)"""
+    states = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for i, p in enumerate(procs):
+            st = [l for l in p.output() if l.startswith("STATE ")]
+            if st:
+                states[i] = st[-1]
+        if len(states) == len(procs) and len({s.split()[2] for s in states.values()}) == 1:
+            break
+        time.sleep(0.2)
+    return states
+
+
 def test_write_restart_replay(c):
     d = c.mkdir("data")
     _, out, _ = c.run(writer(c, d, "write", 300), expect=0)
@@ -251,17 +268,7 @@ def test_three_replicas_failover(c):
         time.sleep(0.1)
     check(line is not None and line.startswith("CHECK OK"),
           f"every acknowledged write ({len(acked)}) survives the leader's death: {line!r}")
-    states = {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for i, p in enumerate(procs):
-            st = [l for l in p.output() if l.startswith("STATE ")]
-            if st:
-                states[i] = st[-1]
-        if len(states) == 3 and len({s.split()[2] for s in states.values()}) == 1 and \
-                len({s.split()[1] for s in states.values()}) == 1:
-            break
-        time.sleep(0.2)
+    states = wait_converged(procs)
     check(len(states) == 3 and len({s.split()[2] for s in states.values()}) == 1,
           f"the three replicas converge on one state: {states}")
 
@@ -303,16 +310,7 @@ def test_lagging_replica_installs_snapshot(c):
         p.wait(timeout=30)
     # All three again, without writes: replica 3 must install a snapshot.
     procs = [start(i) for i in range(3)]
-    states = {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for i, p in enumerate(procs):
-            st = [l for l in p.output() if l.startswith("STATE ")]
-            if st:
-                states[i] = st[-1]
-        if len(states) == 3 and len({s.split()[2] for s in states.values()}) == 1:
-            break
-        time.sleep(0.2)
+    states = wait_converged(procs)
     check(len(states) == 3 and len({s.split()[2] for s in states.values()}) == 1,
           f"the lagging replica converges on the others' state: {states}")
     check(glob.glob(os.path.join(dirs[2], "snapshot-*")),
