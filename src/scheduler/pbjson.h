@@ -1,0 +1,48 @@
+/*
+ * pbjson.h - protobuf messages to and from JSON, driven by protobuf-c's
+ * descriptors, so the API speaks the same entities the log stores
+ * (proto/storage.proto) without a hand-written converter per message.
+ *
+ * The mapping (docs/api.md says it for users):
+ *  - a message is an object keyed by the proto field names (snake_case);
+ *  - scalars are JSON numbers and booleans; 64-bit integers are numbers
+ *    (exact up to 2^53 in most JSON readers, which covers every value the
+ *    scheduler stores: times in ms, sizes in MB);
+ *  - enums are their value names with the enum's common prefix removed
+ *    ("RUNNING", "KILL_EXISTING" for CRON_KILL_EXISTING, "DRAINING" for
+ *    MAINTENANCE_DRAINING); the full name and the number are accepted too;
+ *  - a oneof member is its own field; at most one may be given;
+ *  - repeated fields are arrays, maps are objects;
+ *  - bytes are lowercase hex strings.
+ *
+ * Decoding is strict: an unknown field, a value of the wrong type, a number
+ * out of range, an unknown enum name or two members of one oneof are
+ * BO_EINVAL with a message naming the path ("task_config.resources[1]:
+ * unknown field 'cpu'"). JSON null means "absent".
+ *
+ * Ownership: decoded messages are allocated with bo_malloc and freed with
+ * protobuf_c_message_free_unpacked(m, NULL). Encoded values are new jansson
+ * references the caller must json_decref.
+ */
+#ifndef BO_PBJSON_H
+#define BO_PBJSON_H
+
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "common/err.h"
+
+/* Encode `m`. Scalar fields are always present (zero included); unset
+ * submessages and oneofs are left out. NULL only when out of memory. */
+json_t *bo_pbjson_encode(const ProtobufCMessage *m);
+
+/* Decode `j` (an object) into a new message of type `d`. */
+int bo_pbjson_decode(const ProtobufCMessageDescriptor *d, const json_t *j, ProtobufCMessage **out,
+                     struct bo_err *err);
+
+/* The short name of an enum value ("RUNNING"), NULL if unknown. */
+const char *bo_pbjson_enum_name(const ProtobufCEnumDescriptor *d, int value);
+/* Parse a short or full enum value name; BO_EINVAL if unknown. */
+int bo_pbjson_enum_parse(const ProtobufCEnumDescriptor *d, const char *name, int *value);
+
+#endif
