@@ -539,6 +539,23 @@ static void r_agent(struct bo_api *api, struct bo_http_req *req, const struct ro
     }
 }
 
+/* The staged state is committed: answer, then stop, as Aurora does, so the
+ * supervisor restarts the scheduler on the recovered state. */
+static void recovery_committed(struct bo_storage *s, int status, const char *message, void *data)
+{
+    (void)s;
+    struct api_call *c = data;
+    struct bo_api *api = c->api;
+    json_t *res = status == BO_OK ? json_pack("{s:s}", "committed",
+                                              "the scheduler restarts on the recovered state")
+                                  : NULL;
+    reply_cb(c, status, message, res);
+    json_decref(res);
+    if (status == BO_OK && api->exit_cb != NULL) {
+        api->exit_cb(api, 0);
+    }
+}
+
 static void r_admin(struct bo_api *api, struct bo_http_req *req, const struct route *r,
                     char segs[][256], json_t *body)
 {
@@ -641,15 +658,11 @@ static void r_admin(struct bo_api *api, struct bo_http_req *req, const struct ro
         if (c == NULL) {
             rc = bo_errf(&err, BO_ENOMEM, "out of memory");
         } else {
-            rc = bo_storage_recovery_commit(api->storage, NULL, NULL, &err);
-            bo_free(c);
+            rc = bo_storage_recovery_commit(api->storage, recovery_committed, c, &err);
             if (rc == BO_OK) {
-                out = json_pack("{s:s}", "committed",
-                                "the scheduler restarts from the recovered state");
-                if (api->exit_cb != NULL) {
-                    api->exit_cb(api, 0);
-                }
+                return; /* answered when the snapshot entry commits */
             }
+            bo_free(c);
         }
     } else if (strcmp(p, "/api/v1/admin/recovery/unload") == 0) {
         rc = bo_storage_recovery_unload(api->storage, &err);

@@ -84,6 +84,7 @@ static void usage(FILE *f)
         "  --agent-poll-hold DUR       long-poll hold for agents (5s)\n"
         "  --history-prune-threshold DUR terminal tasks kept at most (2d)\n"
         "  --history-max-per-job N     terminal tasks kept per job (100)\n"
+        "  --history-min-retention DUR no terminal task goes sooner (1h)\n"
         "  --max-tasks-per-job N       instances per job at most (4000)\n"
         "  --cron-timezone TZ          cron schedules' timezone (UTC)\n"
         "  --max-request-body BYTES    larger requests get 413 (1048576)\n"
@@ -158,6 +159,7 @@ enum {
     O_AGENT_HOLD,
     O_HIST_PRUNE,
     O_HIST_MAX,
+    O_HIST_MIN,
     O_MAX_TASKS,
     O_CRON_TZ,
     O_MAX_BODY,
@@ -189,6 +191,7 @@ static const struct option OPTS[] = {
     {"agent-poll-hold", required_argument, NULL, O_AGENT_HOLD},
     {"history-prune-threshold", required_argument, NULL, O_HIST_PRUNE},
     {"history-max-per-job", required_argument, NULL, O_HIST_MAX},
+    {"history-min-retention", required_argument, NULL, O_HIST_MIN},
     {"max-tasks-per-job", required_argument, NULL, O_MAX_TASKS},
     {"cron-timezone", required_argument, NULL, O_CRON_TZ},
     {"max-request-body", required_argument, NULL, O_MAX_BODY},
@@ -301,6 +304,7 @@ static int apply(struct app *a, int opt, const char *val, const char *where)
     case O_AGENT_TIMEOUT:
     case O_AGENT_HOLD:
     case O_HIST_PRUNE:
+    case O_HIST_MIN:
         if (parse_duration(val, &ms) != 0) {
             BAD("a duration");
         }
@@ -318,6 +322,8 @@ static int apply(struct app *a, int opt, const char *val, const char *where)
             a->cfg.agent_timeout_ms = ms;
         } else if (opt == O_AGENT_HOLD) {
             a->cfg.agent_poll_hold_ms = ms;
+        } else if (opt == O_HIST_MIN) {
+            a->cfg.history_min_retention_ms = ms;
         } else {
             a->cfg.history_prune_threshold_ms = ms;
         }

@@ -1315,6 +1315,8 @@ static int run_work(struct bo_sched *s, struct sched_batch *b, struct sched_work
         return sched_run_drain_check(s, b, w, err);
     case W_HOST_ATTRS:
         return sched_run_host_attrs(s, b, w, err);
+    case W_PRUNE:
+        return sched_run_prune(s, b, w, err);
     }
     return BO_OK;
 }
@@ -1407,6 +1409,22 @@ static void tick_cb(uv_timer_t *h)
                 w->args = json_pack("{s:s}", "key", c->key);
                 queue_push(s, w);
             }
+        }
+    }
+    /* Task history: pruned every minute, or more often when it is kept
+     * for less than two minutes. */
+    int64_t every = s->cfg.history_prune_threshold_ms / 2;
+    if (every > 60000) {
+        every = 60000;
+    }
+    if (every < 500) {
+        every = 500;
+    }
+    if (now - s->last_prune_ms >= every) {
+        s->last_prune_ms = now;
+        struct sched_work *w = work_new(W_PRUNE);
+        if (w != NULL) {
+            queue_push(s, w);
         }
     }
     /* Hosts draining: become DRAINED once empty. */

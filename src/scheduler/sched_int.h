@@ -82,6 +82,7 @@ enum sched_work_kind {
     W_CRON_TRIGGER,
     W_DRAIN_CHECK, /* args: {host} */
     W_HOST_ATTRS,  /* args: HostAttributes to save when changed */
+    W_PRUNE,       /* terminal task history beyond its age or count */
 };
 
 struct sched_work {
@@ -223,6 +224,8 @@ int sched_run_drain_check(struct bo_sched *s, struct sched_batch *b, struct sche
                           struct bo_err *err);
 int sched_run_host_attrs(struct bo_sched *s, struct sched_batch *b, struct sched_work *w,
                          struct bo_err *err);
+int sched_run_prune(struct bo_sched *s, struct sched_batch *b, struct sched_work *w,
+                    struct bo_err *err);
 void sched_cron_reload(struct bo_sched *s);
 int sched_read(struct bo_sched *s, const char *what, const json_t *args, json_t **out,
                struct bo_err *err);

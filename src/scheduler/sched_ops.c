@@ -1745,6 +1745,72 @@ int sched_run_reconcile(struct bo_sched *s, struct sched_batch *b, struct sched_
     return BO_OK;
 }
 
+/* Aurora's task history pruning: a terminal task goes once it has been
+ * terminal for history_prune_threshold, and a job keeps at most
+ * history_max_per_job terminal tasks (the oldest go first); no task goes
+ * before history_min_retention. At most PRUNE_MAX tasks per round keep the
+ * transaction small; the next round goes on. */
+#define PRUNE_MAX 5000
+
+static int64_t ended_at(const Bo__ScheduledTask *t)
+{
+    return t->n_task_events > 0 ? t->task_events[t->n_task_events - 1]->timestamp_ms : 0;
+}
+
+static int cmp_ended(const void *a, const void *b)
+{
+    int64_t x = ended_at(*(Bo__ScheduledTask *const *)a);
+    int64_t y = ended_at(*(Bo__ScheduledTask *const *)b);
+    return x < y ? -1 : x > y;
+}
+
+int sched_run_prune(struct bo_sched *s, struct sched_batch *b, struct sched_work *w,
+                    struct bo_err *err)
+{
+    (void)w;
+    struct bo_job_summary_list jobs = {0};
+    int rc = bo_store_job_summaries(s->store, NULL, &jobs, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    int64_t now = sched_now_ms(s);
+    size_t pruned = 0;
+    for (size_t i = 0; i < jobs.n && rc == BO_OK && pruned < PRUNE_MAX; i++) {
+        const struct bo_job_summary *j = &jobs.jobs[i];
+        if (j->counts.finished + j->counts.failed == 0) {
+            continue;
+        }
+        const Bo__JobKey *keys[1] = {j->key};
+        struct bo_task_query q = {
+            .job_keys = keys, .n_job_keys = 1, .statuses = TERMINAL, .n_statuses = 4};
+        struct bo_task_list *l;
+        rc = sched_query(s, b, &q, false, &l, err);
+        if (rc != BO_OK) {
+            break;
+        }
+        qsort(l->tasks, l->n, sizeof(*l->tasks), cmp_ended);
+        size_t keep = (size_t)(s->cfg.history_max_per_job > 0 ? s->cfg.history_max_per_job : 0);
+        for (size_t k = 0; k < l->n && pruned < PRUNE_MAX; k++) {
+            Bo__ScheduledTask *t = l->tasks[k];
+            int64_t age = now - ended_at(t);
+            bool too_many = l->n - k > keep;
+            bool too_old = age >= s->cfg.history_prune_threshold_ms;
+            if (age < s->cfg.history_min_retention_ms || !(too_many || too_old) ||
+                !batch_touch(b, t->assigned_task->task_id)) {
+                continue;
+            }
+            if (batch_remove_task(b, t->assigned_task->task_id) != BO_OK) {
+                rc = bo_errf(err, BO_ENOMEM, "out of memory");
+                break;
+            }
+            pruned++;
+        }
+    }
+    bo_job_summary_list_release(&jobs);
+    s->stats.tasks_pruned += pruned;
+    return rc;
+}
+
 int sched_run_op(struct bo_sched *s, struct sched_batch *b, struct sched_work *w,
                  struct bo_err *err)
 {

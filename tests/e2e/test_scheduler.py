@@ -240,6 +240,32 @@ def test_restart_and_force_state_and_add_instances(c):
     s.stop()  # a clean exit: sanitizer builds check for leaks here
 
 
+def test_history_pruning_and_transient_timeout(c):
+    s = start(c, "--history-prune-threshold", "3s", "--history-min-retention", "1s",
+              "--history-max-per-job", "1", "--transient-timeout", "2s")
+    a = Agent(s, "host-a").start()
+    a.script = lambda t: [("STARTING", 0), ("RUNNING", 0), ("FINISHED", 0)]
+    s.ok("POST", "/api/v1/jobs", job(name="batch", instances=3, service=False))
+    wait_for("three finished", lambda: s.count("www", "prod", "batch", "FINISHED") == 3, 20)
+    # at most one terminal task is kept per job once they are a second old
+    wait_for("count pruning", lambda: len(s.tasks(job_name="batch")) == 1, 20)
+    # and none once older than the prune threshold
+    wait_for("age pruning", lambda: s.tasks(job_name="batch") == [], 20)
+    check(s.metric("tasks_pruned") == 3, "three pruned")
+    # a task the agent never confirms stays ASSIGNED until the transient
+    # timeout makes it LOST (and it is rescheduled)
+    a.script = lambda t: []
+    s.ok("POST", "/api/v1/jobs", job(name="stuck"))
+    wait_for("assigned", lambda: s.count("www", "prod", "stuck", "ASSIGNED") == 1, 10)
+    wait_for("timed out to LOST", lambda: s.count("www", "prod", "stuck", "LOST") == 1, 20)
+    lost = s.tasks(job_name="stuck", statuses="LOST")[0]
+    check("timed out in state ASSIGNED" in lost["task_events"][-1]["message"],
+          f"timeout message: {lost['task_events'][-1]}")
+    check(s.metric("timed_out_tasks") >= 1, "timed_out_tasks counted")
+    a.stop()
+    s.stop()
+
+
 def test_cron_collision_policies(c):
     s = start(c)
     a = Agent(s, "host-a").start()
