@@ -455,6 +455,8 @@ static void r_read(struct bo_api *api, struct bo_http_req *req, const struct rou
         answer_read(api, req, p, "hosts", a);
     } else if (strcmp(p, "/api/v1/cron") == 0) {
         answer_read(api, req, p, "cron", json_object());
+    } else if (strcmp(p, "/api/v1/jobs/populate") == 0) {
+        answer_read(api, req, p, "populate", body != NULL ? json_incref(body) : json_object());
     }
 }
 
@@ -698,6 +700,7 @@ static const struct route ROUTES[] = {
     {"GET", "/api/v1/roles/{}/jobs", r_read, false, false, 0},
     {"GET", "/api/v1/jobs", r_read, false, false, 0},
     {"POST", "/api/v1/jobs", r_write, true, true, BO_SCHED_CREATE_JOB},
+    {"POST", "/api/v1/jobs/populate", r_read, false, true, 0},
     {"GET", "/api/v1/jobs/{}/{}/{}/config", r_read, false, false, 0},
     {"POST", "/api/v1/jobs/{}/{}/{}/kill", r_write, true, true, BO_SCHED_KILL},
     {"POST", "/api/v1/jobs/{}/{}/{}/restart", r_write, true, true, BO_SCHED_RESTART},

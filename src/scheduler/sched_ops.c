@@ -169,6 +169,19 @@ static int check_config(struct bo_sched *s, Bo__TaskConfig *c, const Bo__JobKey 
     if (c->n_fetcher_uris > 0) {
         return bo_errf(err, BO_EINVAL, "task_config.fetcher_uris: not supported");
     }
+    if (c->executor_config != NULL && c->executor_config->data != NULL &&
+        c->executor_config->data[0] != '\0') {
+        /* the executor reads it: refuse now what it could not read later */
+        json_error_t je;
+        json_t *d = json_loads(c->executor_config->data, 0, &je);
+        bool obj = json_is_object(d);
+        json_decref(d);
+        if (!obj) {
+            return bo_errf(err, BO_EINVAL,
+                           "task_config.executor_config.data: not a JSON object (%s)",
+                           d == NULL ? je.text : "another JSON value");
+        }
+    }
     if (c->max_task_failures < -1) {
         return bo_errf(err, BO_EINVAL, "task_config.max_task_failures: must be >= -1");
     }
@@ -2247,9 +2260,28 @@ static int read_cron(struct bo_sched *s, json_t **out, struct bo_err *err)
     return BO_OK;
 }
 
+/* Aurora's populateJobConfig: the job as the scheduler would store it, or
+ * why it would refuse it. */
+static int read_populate(struct bo_sched *s, const json_t *args, json_t **out, struct bo_err *err)
+{
+    Bo__JobConfiguration *jc;
+    bool cron = args != NULL && json_is_string(json_object_get(args, "cron_schedule")) &&
+                json_string_length(json_object_get(args, "cron_schedule")) > 0;
+    int rc = decode_job(s, args, cron, &jc, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    *out = bo_pbjson_encode(&jc->base);
+    bo__job_configuration__free_unpacked(jc, NULL);
+    return *out != NULL ? BO_OK : bo_errf(err, BO_ENOMEM, "out of memory");
+}
+
 int sched_read(struct bo_sched *s, const char *what, const json_t *args, json_t **out,
                struct bo_err *err)
 {
+    if (strcmp(what, "populate") == 0) {
+        return read_populate(s, args, out, err);
+    }
     if (strcmp(what, "tasks") == 0) {
         return read_tasks(s, args, false, out, err);
     }

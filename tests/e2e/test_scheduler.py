@@ -39,6 +39,8 @@ def test_health_and_bad_requests(c):
                                       "value": {"values": ["other/x"]}}])).encode(),
          "dedicated"),
         (b"[1, 2]", "expected a JSON object"),
+        (json.dumps(dict(job(), task_config=dict(job()["task_config"], executor_config={
+            "name": "borealis", "data": "{oops"}))).encode(), "executor_config.data"),
     ]
     for raw, want in cases:
         st, j, _ = http("POST", s.url + "/api/v1/jobs", raw=raw)
@@ -57,6 +59,12 @@ def test_health_and_bad_requests(c):
             reply += chunk
     check(reply.startswith(b"HTTP/1.1 413") and b"TOO_BIG" in reply, f"oversized: {reply[:200]}")
     check(s.ok("GET", "/api/v1/roles")["roles"] == [], "nothing was created")
+    # populate: the job as it would be stored, its config naming its job
+    p = s.ok("POST", "/api/v1/jobs/populate", job())
+    check(p["task_config"]["job"] == {"role": "www", "environment": "prod", "name": "hello"},
+          f"populate: {p}")
+    st, j, _ = s.post("/api/v1/jobs/populate", job(cpus=-1))
+    check(st == 400, f"populate refuses what create would: {st} {j}")
     st, j, _ = s.get("/api/v1/nope")
     check(st == 404 and j["code"] == "NOT_FOUND", f"unknown route: {st} {j}")
     st, j, _ = s.put("/api/v1/jobs", {})
@@ -403,7 +411,21 @@ def test_follower_redirects_to_leader(c):
     leader.ok("POST", "/api/v1/jobs", job(instances=2))
     # reads are served by the follower from its replica
     wait_for("follower sees the job", lambda: len(follower.tasks(job_name="hello")) == 2, 10)
-    for s in ss:
+    # the leader goes away: another replica takes over with the same state and
+    # schedules (its agents would follow the redirect; here one registers)
+    leader.stop()
+    rest = [s for s in ss if s is not leader]
+    new = wait_for("a new leader", lambda: [s for s in rest if s.get("/leaderhealth")[0] == 200],
+                   30)[0]
+    check(len(new.tasks(job_name="hello")) == 2, "the new leader has the tasks")
+    a = Agent(new, "host-a").start()
+    new.wait_statuses("www", "prod", "hello", {0: "RUNNING", 1: "RUNNING"})
+    other = next(s for s in rest if s is not new)
+    st, j, hdrs = other.post("/api/v1/jobs", job(name="two"))
+    check(st == 307 and hdrs.get("Location") == new.url + "/api/v1/jobs",
+          f"redirect to the new leader: {st} {hdrs.get('Location')}")
+    a.stop()
+    for s in rest:
         s.stop()
 
 
