@@ -1887,17 +1887,14 @@ int bo_sched_agent_register(struct bo_sched *s, json_t *args, bo_sched_reply_cb 
     /* Reconcile what it runs, and record its attributes, in the next batch. */
     struct sched_work *w = work_new(W_RECONCILE);
     if (w != NULL) {
-        w->args = json_pack("{s:s, s:s, s:O}", "agent_id", id, "host", host, "tasks",
-                            tasks != NULL ? tasks : json_array());
-        if (tasks == NULL) {
-            json_decref(json_object_get(w->args, "tasks"));
-        }
+        w->args = json_pack("{s:s, s:s, s:o}", "agent_id", id, "host", host, "tasks",
+                            tasks != NULL ? json_incref(tasks) : json_array());
         queue_push(s, w);
     }
     struct sched_work *hw = work_new(W_HOST_ATTRS);
     if (hw != NULL) {
-        hw->args = json_pack("{s:s, s:s, s:O}", "agent_id", id, "host", host, "attributes",
-                             attrs != NULL ? attrs : json_object());
+        hw->args = json_pack("{s:s, s:s, s:o}", "agent_id", id, "host", host, "attributes",
+                             attrs != NULL ? json_incref(attrs) : json_object());
         queue_push(s, hw);
     }
     json_t *reply = json_pack("{s:s, s:I, s:I}", "agent_id", id, "poll_hold_ms",
