@@ -246,6 +246,34 @@ static const char *leader_url(struct bo_api *api)
     return NULL;
 }
 
+/* Percent-encode `s` into `out` (bounded, always terminated); characters in
+ * `keep` and unreserved ones stay. Returns the length written. */
+static size_t url_escape(char *out, size_t size, const char *s, const char *keep)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    if (size == 0) {
+        return 0;
+    }
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || strchr("-._~", *p) != NULL ||
+                     strchr(keep, *p) != NULL;
+        if (n + (plain ? 1 : 3) >= size) {
+            break;
+        }
+        if (plain) {
+            out[n++] = (char)*p;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
 /* Not the leader: 307 to it, or 503. Returns true if answered. */
 static bool redirect_to_leader(struct bo_api *api, struct bo_http_req *req, const char *route)
 {
@@ -258,11 +286,27 @@ static bool redirect_to_leader(struct bo_api *api, struct bo_http_req *req, cons
         send_error(req, BO_ENOLEADER, "no leading scheduler: try again shortly");
         return true;
     }
-    char loc[2048];
+    char loc[4096];
     const char *path = bo_http_path(req);
-    const char *q = bo_http_header(req, "X-Original-Query");
-    (void)q;
-    snprintf(loc, sizeof(loc), "%s%s", url, path);
+    size_t n = (size_t)snprintf(loc, sizeof(loc), "%s", url);
+    n += url_escape(loc + n, sizeof(loc) - n, path, "/");
+    /* The query arguments the leader-only routes read, re-encoded. */
+    static const char *const keys[] = {"role",  "environment",  "job_name", "task_ids", "statuses",
+                                       "hosts", "instance_ids", "offset",   "limit",    "configs",
+                                       NULL};
+    char sep = '?';
+    for (const char *const *k = keys; *k != NULL && n + 1 < sizeof(loc); k++) {
+        const char *v = bo_http_query(req, *k);
+        if (v == NULL) {
+            continue;
+        }
+        n += (size_t)snprintf(loc + n, sizeof(loc) - n, "%c%s=", sep, *k);
+        if (n >= sizeof(loc)) {
+            break;
+        }
+        n += url_escape(loc + n, sizeof(loc) - n, v, ",");
+        sep = '&';
+    }
     bo_http_set_header(req, "Location", loc);
     count_request(api, route, 307);
     json_t *j = json_pack("{s:s, s:s, s:[], s:s}", "code", "NOT_LEADER", "message",
@@ -504,6 +548,12 @@ static void r_write(struct bo_api *api, struct bo_http_req *req, const struct ro
         }
         json_object_set_new(args, "role", json_string(segs[0]));
     } else if (strcmp(p, "/api/v1/tasks/{}/state") == 0) {
+        if (json_object_get(args, "task_id") != NULL) {
+            json_decref(args);
+            count_request(api, p, 400);
+            send_error(req, BO_EINVAL, "task_id: given by the path, not the body");
+            return;
+        }
         json_object_set_new(args, "task_id", json_string(segs[0]));
     }
     submit(api, req, p, r->op, args);
@@ -618,8 +668,19 @@ static void r_admin(struct bo_api *api, struct bo_http_req *req, const struct ro
         q.environment = json_string_value(json_object_get(qa, "environment"));
         q.job_name = json_string_value(json_object_get(qa, "job_name"));
         json_t *v = json_object_get(qa, "task_ids");
-        for (size_t i = 0; i < json_array_size(v) && i < 1024; i++) {
+        for (size_t i = 0; i < json_array_size(v) && i < 1024 && rc == BO_OK; i++) {
+            if (!json_is_string(json_array_get(v, i))) {
+                rc = bo_errf(&err, BO_EINVAL, "task_ids[%zu]: expected a task id", i);
+                break;
+            }
             ids[q.n_task_ids++] = json_string_value(json_array_get(v, i));
+        }
+        static const char *const strs[] = {"role", "environment", "job_name", NULL};
+        for (const char *const *k = strs; *k != NULL && rc == BO_OK; k++) {
+            json_t *x = json_object_get(qa, *k);
+            if (x != NULL && !json_is_string(x)) {
+                rc = bo_errf(&err, BO_EINVAL, "%s: expected a string", *k);
+            }
         }
         q.task_ids = ids;
         v = json_object_get(qa, "statuses");
@@ -672,16 +733,25 @@ static void r_admin(struct bo_api *api, struct bo_http_req *req, const struct ro
             out = json_object();
         }
     } else if (strcmp(p, "/quitquitquit") == 0) {
-        out = json_pack("{s:s}", "exiting", "clean shutdown");
+        /* answered first: the close that follows lets sent answers finish */
+        count_request(api, p, 200);
+        json_t *bye = json_pack("{s:s}", "exiting", "clean shutdown");
+        send_json(req, 200, bye);
+        json_decref(bye);
         if (api->exit_cb != NULL) {
             api->exit_cb(api, 0);
         }
+        return;
     }
     count_request(api, p, code_status(rc));
     if (rc != BO_OK) {
         send_error(req, rc, bo_err_msg(&err, rc));
+    } else if (out != NULL) {
+        send_json(req, 200, out);
     } else {
-        send_json(req, 200, out != NULL ? out : json_object());
+        json_t *empty = json_object();
+        send_json(req, 200, empty);
+        json_decref(empty);
     }
     json_decref(out);
 }

@@ -73,7 +73,7 @@ static void usage(FILE *f)
         "  --backup-interval DUR       between backups (1h)\n"
         "  --max-saved-backups N       backups kept (48)\n"
         "  --snapshot-threshold N      log entries between snapshots (8192)\n"
-        "  --snapshot-codec zstd|zlib  snapshot compression (zstd)\n"
+        "  --snapshot-codec CODEC      snapshot compression: zstd, zlib or none (zstd)\n"
         "  --allowed-environments RE   environments accepted (^(prod|devel|test|staging[0-9]*)$)\n"
         "  --transient-timeout DUR     ASSIGNED/KILLING/... -> LOST (5m)\n"
         "  --kill-retry DUR            first kill re-send (15s)\n"
@@ -88,7 +88,7 @@ static void usage(FILE *f)
         "  --max-tasks-per-job N       instances per job at most (4000)\n"
         "  --cron-timezone TZ          cron schedules' timezone (UTC)\n"
         "  --max-request-body BYTES    larger requests get 413 (1048576)\n"
-        "  --log-level LEVEL           debug, info, warn, error (info)\n"
+        "  --log-level LEVEL           debug, info, warn, error, off (info)\n"
         "  --help                      this text\n"
         "\n"
         "Durations: a number with ms, s, m, h or d (a bare number is seconds).\n");
@@ -96,10 +96,15 @@ static void usage(FILE *f)
 
 static int parse_duration(const char *s, int64_t *ms)
 {
+    /* digits and a point only: strtod would also take "nan", "inf", hex */
+    size_t digits = strspn(s, "0123456789.");
+    if (digits == 0) {
+        return -1;
+    }
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno != 0 || end == s || v < 0) {
+    if (errno != 0 || end != s + digits || v < 0) {
         return -1;
     }
     double mult = 1000;
@@ -276,8 +281,8 @@ static int apply(struct app *a, int opt, const char *val, const char *where)
         a->scfg.backup_interval_ms = (uint64_t)ms;
         break;
     case O_MAX_BACKUPS:
-        if (parse_uint(val, 100000, &n) != 0) {
-            BAD("a count");
+        if (parse_uint(val, 100000, &n) != 0 || n == 0) {
+            BAD("a count of at least 1");
         }
         a->scfg.max_saved_backups = (unsigned)n;
         break;
@@ -377,6 +382,12 @@ static int load_config(struct app *a, const char *path)
     int rc = 0;
     while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
         lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            fprintf(stderr, "borealis-scheduler: %s:%d: line longer than %zu bytes\n", path, lineno,
+                    sizeof(line) - 2);
+            rc = -1;
+            break;
+        }
         char *p = line;
         while (*p == ' ' || *p == '\t') {
             p++;
@@ -420,6 +431,7 @@ static int load_config(struct app *a, const char *path)
         char *val = bo_strdup(v);
         if (val == NULL || a->n_strings >= 256) {
             bo_free(val);
+            fprintf(stderr, "borealis-scheduler: %stoo many options (at most 256 values)\n", where);
             rc = -1;
             break;
         }
@@ -503,19 +515,17 @@ int main(int argc, char **argv)
     a.acfg.cluster = a.cfg.cluster;
     a.cron_tz = "UTC";
 
-    /* --config first, so the command line wins. */
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        if (strncmp(argv[i], "--config=", 9) == 0) {
-            v = argv[i] + 9;
-        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            v = argv[i + 1];
-        }
-        if (v != NULL && load_config(&a, v) != 0) {
+    /* --config first (a pass of its own, so abbreviations work as for any
+     * option), then the command line, which wins. */
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", OPTS, NULL)) != -1) {
+        if (opt == O_CONFIG && load_config(&a, optarg) != 0) {
             return 2;
         }
     }
-    int opt;
+    opterr = 1;
+    optind = 0; /* glibc: start over */
     while ((opt = getopt_long(argc, argv, "h", OPTS, NULL)) != -1) {
         if (opt == O_CONFIG) {
             continue;

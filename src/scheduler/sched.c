@@ -1399,7 +1399,9 @@ static void tick_cb(uv_timer_t *h)
             if (bo_cron_next(&c->expr, now, s->cfg.cron_utc, &next) != BO_OK) {
                 next = 0;
             }
-            /* Fire times passed over while we were not leading are misfires. */
+            /* A fire time the tick reached more than a minute late (a stalled
+             * loop) is a misfire; times passed while not leading are skipped,
+             * as in Aurora. */
             if (now - c->next_ms > 60 * 1000) {
                 s->stats.cron_misfires++;
             }
@@ -1606,7 +1608,7 @@ int bo_sched_create(uv_loop_t *loop, struct bo_storage *storage, struct bo_metri
         struct bo_metric_desc d = {
             .type = BO_METRIC_HISTOGRAM,
             .name = "scheduler_log_append_seconds",
-            .help = "Time from submitting a transaction to the log to its commit",
+            .help = "Time from the start of a batch to the commit of its transaction",
             .bounds = bounds,
             .n_bounds = sizeof(bounds) / sizeof(*bounds),
         };

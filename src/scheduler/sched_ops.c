@@ -505,6 +505,13 @@ int sched_validate_op(struct bo_sched *s, int op, json_t *args, struct bo_err *e
         if (l != NULL && (!json_is_integer(l) || json_integer_value(l) < 0)) {
             return bo_errf(err, BO_EINVAL, "limit: expected an integer >= 0");
         }
+        static const char *const strs[] = {"role", "environment", "job_name", NULL};
+        for (const char *const *k = strs; *k != NULL; k++) {
+            json_t *x = json_object_get(args, *k);
+            if (x != NULL && !json_is_string(x)) {
+                return bo_errf(err, BO_EINVAL, "%s: expected a string", *k);
+            }
+        }
         return BO_OK;
     }
     case BO_SCHED_DESCHEDULE_CRON:
@@ -598,6 +605,9 @@ static int quota_consumption(struct bo_sched *s, const char *role, struct res_su
         return rc;
     }
     for (size_t i = 0; i < jobs.n && rc == BO_OK; i++) {
+        if (jobs.jobs[i].is_cron) {
+            continue; /* its template counts, below, as in Aurora */
+        }
         struct bo_config_group_list g = {0};
         rc = bo_store_config_groups(s->store, jobs.jobs[i].key, &g, err);
         for (size_t j = 0; rc == BO_OK && j < g.n; j++) {
@@ -648,9 +658,10 @@ static void quota_get(struct bo_sched *s, const char *role, struct res_sum *q)
     }
 }
 
-/* Refuse `n` more instances of `c` if the role's quota cannot hold them. */
+/* Refuse `n` more instances of `c` if the role's quota cannot hold them;
+ * `replacing` is a cron template the request replaces (its share is freed). */
 static int quota_check(struct bo_sched *s, const Bo__JobKey *key, const Bo__TaskConfig *c,
-                       int64_t n, struct bo_err *err)
+                       int64_t n, const Bo__JobConfiguration *replacing, struct bo_err *err)
 {
     if (!quota_counts(c)) {
         return BO_OK;
@@ -659,6 +670,13 @@ static int quota_check(struct bo_sched *s, const Bo__JobKey *key, const Bo__Task
     int rc = quota_consumption(s, key->role, &used, err);
     if (rc != BO_OK) {
         return rc;
+    }
+    if (replacing != NULL && quota_counts(replacing->task_config)) {
+        struct res_sum old = {0};
+        add_config(&old, replacing->task_config, replacing->instance_count);
+        used.cpu -= old.cpu;
+        used.ram_mb -= old.ram_mb;
+        used.disk_mb -= old.disk_mb;
     }
     add_config(&want, c, n);
     quota_get(s, key->role, &q);
@@ -759,7 +777,7 @@ static int op_create_job(struct bo_sched *s, struct sched_batch *b, struct sched
         bo__job_configuration__free_unpacked(cron, NULL);
         rc = bo_errf(err, BO_EEXIST, "job '%s' is a cron job", key);
     } else {
-        rc = quota_check(s, jc->key, jc->task_config, jc->instance_count, err);
+        rc = quota_check(s, jc->key, jc->task_config, jc->instance_count, NULL, err);
     }
     if (rc != BO_OK) {
         work_fail(w, rc, bo_err_msg(err, rc));
@@ -823,7 +841,7 @@ static int op_add_instances(struct bo_sched *s, struct sched_batch *b, struct sc
         work_fail(w, BO_EINVAL, msg);
         return BO_OK;
     }
-    rc = quota_check(s, k, tmpl->assigned_task->task, count, err);
+    rc = quota_check(s, k, tmpl->assigned_task->task, count, NULL, err);
     if (rc != BO_OK) {
         work_fail(w, rc, bo_err_msg(err, rc));
         return BO_OK;
@@ -891,7 +909,8 @@ static int op_kill_restart(struct bo_sched *s, struct sched_batch *b, struct sch
         snprintf(buf, sizeof(buf), "Killed by the user%s%s", msg != NULL ? ": " : "",
                  msg != NULL ? msg : "");
     } else {
-        snprintf(buf, sizeof(buf), "Restarted by the user");
+        snprintf(buf, sizeof(buf), "Restarted by the user%s%s", msg != NULL ? ": " : "",
+                 msg != NULL ? msg : "");
     }
     int target = restart ? BO__SCHEDULE_STATUS__RESTARTING : BO__SCHEDULE_STATUS__KILLING;
     size_t n = 0;
@@ -1086,13 +1105,13 @@ static int op_schedule_cron(struct bo_sched *s, struct sched_batch *b, struct sc
     Bo__JobConfiguration *old = NULL;
     struct bo_err e2 = BO_ERR_INIT;
     bool exists = bo_store_get_cron_job(s->store, jc->key, &old, &e2) == BO_OK;
-    if (exists) {
-        bo__job_configuration__free_unpacked(old, NULL);
-    }
     if (!exists && l->n > 0) {
         rc = bo_errf(err, BO_EEXIST, "job '%s' exists and is not a cron job", key);
-    } else if (!exists) {
-        rc = quota_check(s, jc->key, jc->task_config, jc->instance_count, err);
+    } else {
+        rc = quota_check(s, jc->key, jc->task_config, jc->instance_count, exists ? old : NULL, err);
+    }
+    if (exists) {
+        bo__job_configuration__free_unpacked(old, NULL);
     }
     if (rc != BO_OK) {
         work_fail(w, rc, bo_err_msg(err, rc));

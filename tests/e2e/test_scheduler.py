@@ -331,6 +331,19 @@ def test_quota(c):
     check(q["prod_shared_consumption"]["cpu"] == 1.5, f"consumption {q}")
     st, j, _ = s.put("/api/v1/quotas/www", {"cpu": -1, "ram_mb": 1, "disk_mb": 1})
     check(st == 400, f"negative quota: {st}")
+    # a cron job counts once, by its template, whether or not a run is active
+    s.ok("POST", "/api/v1/quotas/www/increase", {"cpu": 1.0, "ram_mb": 64, "disk_mb": 64})
+    s.ok("PUT", "/api/v1/cron/www/prod/cr", job(name="cr", service=False, cron="0 0 * * *",
+                                                tier="preferred", cpus=1.0))
+    check(s.ok("GET", "/api/v1/quotas/www")["prod_shared_consumption"]["cpu"] == 2.5,
+          "template counted")
+    s.ok("POST", "/api/v1/cron/www/prod/cr/start")
+    s.wait_statuses("www", "prod", "cr", {0: "RUNNING"})
+    check(s.ok("GET", "/api/v1/quotas/www")["prod_shared_consumption"]["cpu"] == 2.5,
+          "an active cron run is not counted twice")
+    # replacing the template needs quota only for the difference
+    s.ok("PUT", "/api/v1/cron/www/prod/cr", job(name="cr", service=False, cron="0 1 * * *",
+                                                tier="preferred", cpus=1.0))
     s.stop()  # a clean exit: sanitizer builds check for leaks here
 
 
@@ -408,6 +421,10 @@ def test_follower_redirects_to_leader(c):
     st, j, hdrs = follower.post("/api/v1/jobs", job())
     check(st == 307 and hdrs.get("Location") == leader.url + "/api/v1/jobs",
           f"follower: {st} {j} {hdrs.get('Location')}")
+    st, j, hdrs = follower.get("/api/v1/admin/recovery/tasks?role=www&statuses=RUNNING,KILLED")
+    check(st == 307 and hdrs.get("Location") ==
+          leader.url + "/api/v1/admin/recovery/tasks?role=www&statuses=RUNNING,KILLED",
+          f"redirect keeps the query: {st} {hdrs.get('Location')}")
     leader.ok("POST", "/api/v1/jobs", job(instances=2))
     # reads are served by the follower from its replica
     wait_for("follower sees the job", lambda: len(follower.tasks(job_name="hello")) == 2, 10)
