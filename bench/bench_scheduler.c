@@ -512,14 +512,17 @@ static void tick_cb(uv_timer_t *t)
     }
 }
 
-/* K timed calls of one read; p50 and p99 in ms into out[0..1]. */
+/* K timed calls of one read. out[0..1]: p50 and p99 in ms of bo_sched_read
+ * alone; out[2..3]: the same with what the API adds to every answer,
+ * serializing the result (compact) and freeing it. */
 static void time_read(struct bench *b, const char *what, const json_t *args, const char *field,
-                      size_t want, double out[2])
+                      size_t want, double out[4])
 {
     unsigned k = b->o->queries;
     double t_all = now_s();
-    double *lat = bo_calloc(k == 0 ? 1 : k, sizeof(*lat));
-    if (lat == NULL) {
+    double *lat = bo_calloc(k, sizeof(*lat));
+    double *full = bo_calloc(k, sizeof(*full));
+    if (lat == NULL || full == NULL) {
         die("queries", BO_ENOMEM, NULL);
     }
     for (unsigned i = 0; i < k; i++) {
@@ -527,7 +530,7 @@ static void time_read(struct bench *b, const char *what, const json_t *args, con
         struct bo_err err = BO_ERR_INIT;
         double t0 = now_s();
         int rv = bo_sched_read(b->sched, what, args, &res, &err);
-        lat[i] = (now_s() - t0) * 1000.0;
+        double t1 = now_s();
         if (rv != BO_OK) {
             die(what, rv, &err);
         }
@@ -536,13 +539,26 @@ static void time_read(struct bench *b, const char *what, const json_t *args, con
             fprintf(stderr, "bench-scheduler: %s: %zu %s, expected %zu\n", what, got, field, want);
             exit(1);
         }
+        double t2 = now_s();
+        char *text = json_dumps(res, JSON_COMPACT);
+        if (text == NULL) {
+            die(what, BO_ENOMEM, NULL);
+        }
+        free(text);
         json_decref(res);
+        lat[i] = (t1 - t0) * 1000.0;
+        full[i] = (t1 - t0 + now_s() - t2) * 1000.0;
     }
     out[0] = percentile(lat, k, 0.50);
     out[1] = percentile(lat, k, 0.99);
-    fprintf(stderr, "bench-scheduler: %u x %s: p50 %.3f ms, p99 %.3f ms (%.1f s)\n", k, what,
-            out[0], out[1], now_s() - t_all);
+    out[2] = percentile(full, k, 0.50);
+    out[3] = percentile(full, k, 0.99);
+    fprintf(stderr,
+            "bench-scheduler: %u x %s: p50 %.3f ms, p99 %.3f ms; serialized and freed: p50 %.3f "
+            "ms, p99 %.3f ms (%.1f s)\n",
+            k, what, out[0], out[1], out[2], out[3], now_s() - t_all);
     bo_free(lat);
+    bo_free(full);
 }
 
 static void usage(void)
@@ -691,7 +707,7 @@ int main(int argc, char **argv)
     struct bo_storage_stats sst;
     bo_storage_stats(b.storage, &sst);
     double secs = b.t_end - b.t_start;
-    double job_summary[2] = {0}, tasks_query[2] = {0};
+    double job_summary[4] = {0}, tasks_query[4] = {0};
     if (!b.timed_out) {
         json_t *a1 = json_pack("{s:s}", "role", ROLE);
         time_read(&b, "job_summaries", a1, "jobs", o.jobs, job_summary);
@@ -715,7 +731,9 @@ int main(int argc, char **argv)
              ", \"placed_s\": %.3f, \"rss_bytes\": %" PRIu64 ", \"rss_end_bytes\": %" PRIu64
              ", \"rss_after_queries_bytes\": %" PRIu64 ", \"job_summary_p50_ms\": %.3f"
              ", \"job_summary_p99_ms\": %.3f, \"tasks_query_p50_ms\": %.3f"
-             ", \"tasks_query_p99_ms\": %.3f, \"queries\": %u, \"window\": %u"
+             ", \"tasks_query_p99_ms\": %.3f, \"job_summary_json_p50_ms\": %.3f"
+             ", \"job_summary_json_p99_ms\": %.3f, \"tasks_query_json_p50_ms\": %.3f"
+             ", \"tasks_query_json_p99_ms\": %.3f, \"queries\": %u, \"window\": %u"
              ", \"batches\": %" PRIu64 ", \"status_requests\": %" PRIu64 ", \"polls\": %" PRIu64
              ", \"empty_polls\": %" PRIu64 ", \"duplicate_commands\": %" PRIu64
              ", \"snapshots\": %" PRIu64 ", \"setup_s\": %.3f}",
@@ -723,9 +741,9 @@ int main(int argc, char **argv)
              b.timed_out ? "true" : "false", secs, secs > 0 ? (double)b.acked / secs : 0,
              b.peak_rate, b.t_created > 0 ? b.t_created - b.t_start : -1,
              b.t_placed > 0 ? b.t_placed - b.t_start : -1, hwm, cur, cur2, job_summary[0],
-             job_summary[1], tasks_query[0], tasks_query[1], o.queries, o.window, st.batches,
-             b.status_reqs, b.polls, b.empty_polls, b.dup_launches, sst.snapshots_taken,
-             b.t_start - t_open);
+             job_summary[1], tasks_query[0], tasks_query[1], job_summary[2], job_summary[3],
+             tasks_query[2], tasks_query[3], o.queries, o.window, st.batches, b.status_reqs,
+             b.polls, b.empty_polls, b.dup_launches, sst.snapshots_taken, b.t_start - t_open);
     printf("%s\n", line);
     fflush(stdout);
     if (o.json_out != NULL) {

@@ -25,7 +25,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/metrics.h"
-#include "scheduler/pbjson.h"
+#include "common/pbjson.h"
 #include "scheduler/tsm.h"
 #include "storage/backup.h"
 
@@ -708,7 +708,7 @@ static void r_admin(struct bo_api *api, struct bo_http_req *req, const struct ro
             if (rc == BO_OK) {
                 json_t *arr = json_array();
                 for (size_t i = 0; i < l.n; i++) {
-                    json_t *t = bo_pbjson_encode(&l.tasks[i]->base);
+                    json_t *t = bo_pbjson_encode(&l.tasks[i]->base, 0);
                     json_array_append_new(arr, t);
                 }
                 bo_task_list_release(&l);

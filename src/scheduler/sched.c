@@ -35,7 +35,7 @@
 #include <sys/random.h>
 
 #include "common/log.h"
-#include "scheduler/pbjson.h"
+#include "common/pbjson.h"
 
 #define TICK_MS 250
 
@@ -944,7 +944,7 @@ static int place_job(struct bo_sched *s, struct sched_batch *b, struct sched_pjo
                 bo_place_request_release(&req);
                 return rc;
             }
-            json_t *task = bo_pbjson_encode(&t->base);
+            json_t *task = bo_pbjson_encode(&t->base, 0);
             json_t *cmd =
                 json_pack("{s:s, s:s, s:o}", "type", "launch", "task_id", a->task_id, "task", task);
             if (cmd == NULL || batch_effect(b, a->slave_id, a->task_id, cmd, true) != BO_OK) {

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "scheduler/pbjson.h"
+#include "common/pbjson.h"
 #include "storage/backup.h"
 
 const char *sched_pending_reason(struct bo_sched *s, const char *job_key);
@@ -2006,7 +2006,7 @@ static int read_tasks(struct bo_sched *s, const json_t *args, bool pending_reaso
             json_array_append_new(arr, o);
             (void)key;
         } else {
-            json_t *t = bo_pbjson_encode(&l.tasks[i]->base);
+            json_t *t = bo_pbjson_encode(&l.tasks[i]->base, 0);
             if (t != NULL) {
                 json_object_set_new(t, "status",
                                     json_string(bo_tsm_status_name(l.tasks[i]->status)));
@@ -2081,7 +2081,7 @@ static int read_job_summaries(struct bo_sched *s, const json_t *args, json_t **o
         const struct bo_job_summary *j = &l.jobs[i];
         char key[512];
         job_key_str(j->key, key, sizeof(key));
-        json_t *o = json_pack("{s:o, s:o, s:b, s:i}", "key", bo_pbjson_encode(&j->key->base),
+        json_t *o = json_pack("{s:o, s:o, s:b, s:i}", "key", bo_pbjson_encode(&j->key->base, 0),
                               "stats", counts_json(&j->counts), "is_cron", j->is_cron,
                               "instance_count", j->instance_count);
         if (j->is_cron && j->cron_schedule != NULL) {
@@ -2145,14 +2145,14 @@ static int read_config_summary(struct bo_sched *s, const json_t *args, json_t **
     for (size_t i = 0; i < g.n; i++) {
         json_t *ranges = json_array();
         for (size_t j = 0; j < g.groups[i].n_ranges; j++) {
-            json_array_append_new(ranges, bo_pbjson_encode(&g.groups[i].ranges[j]->base));
+            json_array_append_new(ranges, bo_pbjson_encode(&g.groups[i].ranges[j]->base, 0));
         }
         json_array_append_new(arr, json_pack("{s:o, s:o}", "config",
-                                             bo_pbjson_encode(&g.groups[i].config->base),
+                                             bo_pbjson_encode(&g.groups[i].config->base, 0),
                                              "instances", ranges));
     }
     bo_config_group_list_release(&g);
-    *out = json_pack("{s:o, s:o}", "key", bo_pbjson_encode(&k->base), "groups", arr);
+    *out = json_pack("{s:o, s:o}", "key", bo_pbjson_encode(&k->base, 0), "groups", arr);
     bo__job_key__free_unpacked(k, NULL);
     return BO_OK;
 }
@@ -2207,7 +2207,7 @@ static int read_hosts(struct bo_sched *s, const json_t *args, json_t **out, stru
             return rc;
         }
         for (size_t i = 0; i < n; i++) {
-            json_t *o = bo_pbjson_encode(&hs[i]->base);
+            json_t *o = bo_pbjson_encode(&hs[i]->base, 0);
             json_array_append_new(arr, o);
         }
         bo_store_free_list(hs, n);
@@ -2229,7 +2229,7 @@ static int read_jobs(struct bo_sched *s, const json_t *args, json_t **out, struc
         if (l.jobs[i].is_cron) {
             Bo__JobConfiguration *jc = NULL;
             if (bo_store_get_cron_job(s->store, l.jobs[i].key, &jc, err) == BO_OK) {
-                json_array_append_new(arr, bo_pbjson_encode(&jc->base));
+                json_array_append_new(arr, bo_pbjson_encode(&jc->base, 0));
                 bo__job_configuration__free_unpacked(jc, NULL);
             }
             continue;
@@ -2241,7 +2241,7 @@ static int read_jobs(struct bo_sched *s, const json_t *args, json_t **out, struc
             jc.key = l.jobs[i].key;
             jc.task_config = g.groups[0].config;
             jc.instance_count = l.jobs[i].instance_count;
-            json_array_append_new(arr, bo_pbjson_encode(&jc.base));
+            json_array_append_new(arr, bo_pbjson_encode(&jc.base, 0));
         }
         bo_config_group_list_release(&g);
     }
@@ -2264,7 +2264,7 @@ static int read_cron(struct bo_sched *s, json_t **out, struct bo_err *err)
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
-        json_t *o = bo_pbjson_encode(&crons[i]->base);
+        json_t *o = bo_pbjson_encode(&crons[i]->base, 0);
         char key[512];
         job_key_str(crons[i]->key, key, sizeof(key));
         struct sched_cron *c = NULL;
@@ -2290,7 +2290,7 @@ static int read_populate(struct bo_sched *s, const json_t *args, json_t **out, s
     if (rc != BO_OK) {
         return rc;
     }
-    *out = bo_pbjson_encode(&jc->base);
+    *out = bo_pbjson_encode(&jc->base, 0);
     bo__job_configuration__free_unpacked(jc, NULL);
     return *out != NULL ? BO_OK : bo_errf(err, BO_ENOMEM, "out of memory");
 }

@@ -47,6 +47,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/pbjson.h"
 #include "common/pbwire.h"
 #include "storage.pb-c.h"
 #include "storage/codec.h"
@@ -73,128 +74,10 @@ static void problem(const char *fmt, ...)
 
 /* ------------------------------------------------------------ json ---- */
 
-static json_t *field_to_json(const ProtobufCFieldDescriptor *f, const void *v);
-
+/* Dumps leave out proto3 defaults and print payload bytes as their length. */
 static json_t *message_to_json(const ProtobufCMessage *m)
 {
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    const char *base = (const char *)m;
-    json_t *o = json_object();
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        const void *member = base + f->offset;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n = *(const size_t *)(base + f->quantifier_offset);
-            if (n == 0) {
-                continue;
-            }
-            const char *arr = *(const char *const *)member;
-            size_t size;
-            switch (f->type) {
-            case PROTOBUF_C_TYPE_INT64:
-            case PROTOBUF_C_TYPE_SINT64:
-            case PROTOBUF_C_TYPE_SFIXED64:
-            case PROTOBUF_C_TYPE_UINT64:
-            case PROTOBUF_C_TYPE_FIXED64:
-            case PROTOBUF_C_TYPE_DOUBLE:
-                size = 8;
-                break;
-            case PROTOBUF_C_TYPE_BOOL:
-                size = sizeof(protobuf_c_boolean);
-                break;
-            case PROTOBUF_C_TYPE_STRING:
-            case PROTOBUF_C_TYPE_MESSAGE:
-                size = sizeof(void *);
-                break;
-            case PROTOBUF_C_TYPE_BYTES:
-                size = sizeof(ProtobufCBinaryData);
-                break;
-            default:
-                size = 4;
-                break;
-            }
-            json_t *a = json_array();
-            for (size_t k = 0; k < n; k++) {
-                json_array_append_new(a, field_to_json(f, arr + k * size));
-            }
-            json_object_set_new(o, f->name, a);
-            continue;
-        }
-        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-            if (*(const uint32_t *)(base + f->quantifier_offset) != f->id) {
-                continue;
-            }
-        } else if (f->type == PROTOBUF_C_TYPE_MESSAGE || f->type == PROTOBUF_C_TYPE_STRING) {
-            const char *p = *(const char *const *)member;
-            if (p == NULL || (f->type == PROTOBUF_C_TYPE_STRING && *p == '\0')) {
-                continue;
-            }
-        } else if (f->type == PROTOBUF_C_TYPE_BYTES) {
-            if (((const ProtobufCBinaryData *)member)->len == 0) {
-                continue;
-            }
-        } else {
-            /* proto3 scalars: the default (all zero bytes) is not printed. */
-            size_t size =
-                (f->type == PROTOBUF_C_TYPE_INT64 || f->type == PROTOBUF_C_TYPE_UINT64 ||
-                 f->type == PROTOBUF_C_TYPE_SINT64 || f->type == PROTOBUF_C_TYPE_SFIXED64 ||
-                 f->type == PROTOBUF_C_TYPE_FIXED64 || f->type == PROTOBUF_C_TYPE_DOUBLE)
-                    ? 8
-                    : 4;
-            static const uint8_t zero[8];
-            if (memcmp(member, zero, size) == 0) {
-                continue;
-            }
-        }
-        json_object_set_new(o, f->name, field_to_json(f, member));
-    }
-    return o;
-}
-
-static json_t *field_to_json(const ProtobufCFieldDescriptor *f, const void *v)
-{
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-        return json_integer(*(const int32_t *)v);
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        return json_integer(*(const uint32_t *)v);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return json_integer(*(const int64_t *)v);
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return json_integer((json_int_t) * (const uint64_t *)v);
-    case PROTOBUF_C_TYPE_FLOAT:
-        return json_real(*(const float *)v);
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return json_real(*(const double *)v);
-    case PROTOBUF_C_TYPE_BOOL:
-        return json_boolean(*(const protobuf_c_boolean *)v);
-    case PROTOBUF_C_TYPE_ENUM: {
-        int32_t n = *(const int32_t *)v;
-        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, n);
-        return ev != NULL ? json_string(ev->name) : json_integer(n);
-    }
-    case PROTOBUF_C_TYPE_STRING: {
-        const char *s = *(const char *const *)v;
-        return json_string(s != NULL ? s : "");
-    }
-    case PROTOBUF_C_TYPE_BYTES: {
-        const ProtobufCBinaryData *b = v;
-        json_t *o = json_object();
-        json_object_set_new(o, "bytes", json_integer((json_int_t)b->len));
-        return o;
-    }
-    case PROTOBUF_C_TYPE_MESSAGE: {
-        const ProtobufCMessage *m = *(const ProtobufCMessage *const *)v;
-        return m != NULL ? message_to_json(m) : json_null();
-    }
-    }
-    return json_null();
+    return bo_pbjson_encode(m, BO_PBJSON_COMPACT | BO_PBJSON_BYTES_LENGTH);
 }
 
 /* Print one JSON line and free the object. */

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "scheduler/pbjson.h"
+#include "common/pbjson.h"
 #include "storage.pb-c.h"
 
 static const char *JOB =
@@ -63,7 +63,7 @@ static void test_job_round_trip(void **state)
     assert_string_equal(c->task_links[0]->key, "docs");
 
     /* encode, decode again, and compare the packed bytes */
-    json_t *j = bo_pbjson_encode(&jc->base);
+    json_t *j = bo_pbjson_encode(&jc->base, 0);
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "cron_collision_policy")),
                         "CANCEL_NEW");
@@ -146,6 +146,32 @@ static void test_bad_input(void **state)
     }
 }
 
+static void test_compact_and_bytes_length(void **state)
+{
+    (void)state;
+    Bo__LogEntry e = BO__LOG_ENTRY__INIT;
+    Bo__Compressed c = BO__COMPRESSED__INIT;
+    uint8_t data[5] = {1, 2, 3, 4, 5};
+    c.codec = BO__CODEC__CODEC_ZSTD;
+    c.data.data = data;
+    c.data.len = sizeof(data);
+    e.entry_case = BO__LOG_ENTRY__ENTRY_COMPRESSED;
+    e.compressed = &c;
+    json_t *full = bo_pbjson_encode(&e.base, 0);
+    json_t *cj = json_object_get(full, "compressed");
+    assert_string_equal(json_string_value(json_object_get(cj, "data")), "0102030405");
+    assert_int_equal(json_integer_value(json_object_get(cj, "uncompressed_size")), 0);
+    assert_string_equal(json_string_value(json_object_get(full, "padding")), "");
+    json_t *small = bo_pbjson_encode(&e.base, BO_PBJSON_COMPACT | BO_PBJSON_BYTES_LENGTH);
+    cj = json_object_get(small, "compressed");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(cj, "data"), "bytes")), 5);
+    assert_null(json_object_get(cj, "uncompressed_size")); /* zero: left out */
+    assert_null(json_object_get(small, "padding"));
+    assert_string_equal(json_string_value(json_object_get(cj, "codec")), "ZSTD");
+    json_decref(full);
+    json_decref(small);
+}
+
 static void test_null_is_absent_and_zero_fields_present(void **state)
 {
     (void)state;
@@ -156,7 +182,7 @@ static void test_null_is_absent_and_zero_fields_present(void **state)
         &err);
     assert_int_equal(rc, BO_OK);
     assert_null(t->assigned_task);
-    json_t *j = bo_pbjson_encode(&t->base);
+    json_t *j = bo_pbjson_encode(&t->base, 0);
     /* PENDING is the zero value, and still present */
     assert_string_equal(json_string_value(json_object_get(j, "status")), "PENDING");
     assert_null(json_object_get(j, "assigned_task"));
@@ -172,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_enum_names),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_null_is_absent_and_zero_fields_present),
+        cmocka_unit_test(test_compact_and_bytes_length),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /*
  * pbjson.h - protobuf messages to and from JSON, driven by protobuf-c's
- * descriptors, so the API speaks the same entities the log stores
- * (proto/storage.proto) without a hand-written converter per message.
+ * descriptors, so the API and borealis-log speak the same entities the log
+ * stores (proto/storage.proto) without a hand-written converter per message.
  *
  * The mapping (docs/api.md says it for users):
  *  - a message is an object keyed by the proto field names (snake_case);
@@ -32,9 +32,20 @@
 
 #include "common/err.h"
 
-/* Encode `m`. Scalar fields are always present (zero included); unset
- * submessages and oneofs are left out. NULL only when out of memory. */
-json_t *bo_pbjson_encode(const ProtobufCMessage *m);
+/* Encoding flags. */
+enum {
+    /* Leave out what proto3 would not send: zero scalars, empty strings,
+     * empty repeated fields (dumps, where size matters more than shape). */
+    BO_PBJSON_COMPACT = 1 << 0,
+    /* bytes as {"bytes": length} instead of their hex (dumps of images,
+     * where the bytes are an entry's payload). */
+    BO_PBJSON_BYTES_LENGTH = 1 << 1,
+};
+
+/* Encode `m`. Without flags scalar fields are always present (zero
+ * included) and unset submessages and oneofs are left out. NULL only when
+ * out of memory. */
+json_t *bo_pbjson_encode(const ProtobufCMessage *m, unsigned flags);
 
 /* Decode `j` (an object) into a new message of type `d`. */
 int bo_pbjson_decode(const ProtobufCMessageDescriptor *d, const json_t *j, ProtobufCMessage **out,

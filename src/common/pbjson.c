@@ -16,7 +16,7 @@
  * The path of the value being decoded is kept in a small bounded buffer and
  * names the culprit in every error message.
  */
-#include "scheduler/pbjson.h"
+#include "common/pbjson.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -80,7 +80,7 @@ static bool is_map_entry(const ProtobufCMessageDescriptor *d)
            strcmp(d->fields[0].name, "key") == 0 && strcmp(d->fields[1].name, "value") == 0;
 }
 
-static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p)
+static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p, unsigned flags)
 {
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
@@ -114,6 +114,9 @@ static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p)
     }
     case PROTOBUF_C_TYPE_BYTES: {
         const ProtobufCBinaryData *b = p;
+        if (flags & BO_PBJSON_BYTES_LENGTH) {
+            return json_pack("{s:I}", "bytes", (json_int_t)b->len);
+        }
         char *hex = bo_malloc(b->len * 2 + 1);
         if (hex == NULL) {
             return NULL;
@@ -128,7 +131,7 @@ static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p)
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
-        return m != NULL ? bo_pbjson_encode(m) : json_null();
+        return m != NULL ? bo_pbjson_encode(m, flags) : json_null();
     }
     }
     return NULL;
@@ -163,7 +166,7 @@ static size_t elem_size(const ProtobufCFieldDescriptor *f)
     return 0;
 }
 
-static json_t *encode_repeated(const ProtobufCFieldDescriptor *f, const char *base)
+static json_t *encode_repeated(const ProtobufCFieldDescriptor *f, const char *base, unsigned flags)
 {
     size_t n = *(const size_t *)(base + f->quantifier_offset);
     const char *arr = *(char *const *)(base + f->offset);
@@ -180,13 +183,13 @@ static json_t *encode_repeated(const ProtobufCFieldDescriptor *f, const char *ba
             const ProtobufCMessageDescriptor *ed = e->descriptor;
             const char *eb = (const char *)e;
             const char *key = *(char *const *)(eb + ed->fields[0].offset);
-            json_t *v = encode_value(&ed->fields[1], eb + ed->fields[1].offset);
+            json_t *v = encode_value(&ed->fields[1], eb + ed->fields[1].offset, flags);
             if (v == NULL || json_object_set_new(out, key != NULL ? key : "", v) != 0) {
                 json_decref(out);
                 return NULL;
             }
         } else {
-            json_t *v = encode_value(f, p);
+            json_t *v = encode_value(f, p, flags);
             if (v == NULL || json_array_append_new(out, v) != 0) {
                 json_decref(out);
                 return NULL;
@@ -196,7 +199,26 @@ static json_t *encode_repeated(const ProtobufCFieldDescriptor *f, const char *ba
     return out;
 }
 
-json_t *bo_pbjson_encode(const ProtobufCMessage *m)
+/* True if a plain (not oneof, not repeated) field holds its proto3 default. */
+static bool is_default(const ProtobufCFieldDescriptor *f, const void *p)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING: {
+        const char *s = *(char *const *)p;
+        return s == NULL || s[0] == '\0';
+    }
+    case PROTOBUF_C_TYPE_BYTES:
+        return ((const ProtobufCBinaryData *)p)->len == 0;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return *(ProtobufCMessage *const *)p == NULL;
+    default: {
+        static const uint8_t zero[8];
+        return memcmp(p, zero, elem_size(f)) == 0;
+    }
+    }
+}
+
+json_t *bo_pbjson_encode(const ProtobufCMessage *m, unsigned flags)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     const char *base = (const char *)m;
@@ -204,22 +226,26 @@ json_t *bo_pbjson_encode(const ProtobufCMessage *m)
     if (obj == NULL) {
         return NULL;
     }
+    bool compact = (flags & BO_PBJSON_COMPACT) != 0;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         json_t *v;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            v = encode_repeated(f, base);
+            if (compact && *(const size_t *)(base + f->quantifier_offset) == 0) {
+                continue;
+            }
+            v = encode_repeated(f, base, flags);
         } else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
             uint32_t which = *(const uint32_t *)(base + f->quantifier_offset);
             if (which != f->id) {
                 continue;
             }
-            v = encode_value(f, base + f->offset);
-        } else if (f->type == PROTOBUF_C_TYPE_MESSAGE &&
-                   *(ProtobufCMessage *const *)(base + f->offset) == NULL) {
+            v = encode_value(f, base + f->offset, flags);
+        } else if ((f->type == PROTOBUF_C_TYPE_MESSAGE || compact) &&
+                   is_default(f, base + f->offset)) {
             continue;
         } else {
-            v = encode_value(f, base + f->offset);
+            v = encode_value(f, base + f->offset, flags);
         }
         if (v == NULL || json_object_set_new(obj, f->name, v) != 0) {
             json_decref(obj);
