@@ -16,10 +16,11 @@
  * the first create-job request: J jobs of I instances in role "bench" (a
  * third with a limit constraint on host, a third with a value constraint on
  * zone, a third with none; 0.01 cpu, 16 MB ram, 16 MB disk, one named port)
- * plus one job of N (--big, 10,000) instances in role "bench-big". It stops
- * when every status request is answered (the scheduler answers a status
- * request only once its transition is committed to the log) and the store
- * counts all J * I + N tasks RUNNING.
+ * plus one job of N (--big, 10,000) instances in role "bench-big", all sent
+ * at once (as many concurrent clients would) or W at a time (--window). It
+ * stops when every status request is answered (the scheduler answers a
+ * status request only once its transition is committed to the log) and the
+ * store counts all J * I + N tasks RUNNING.
  *
  * No HTTP anywhere: agents and clients are function calls on the loop, so
  * the numbers are the scheduler and storage alone, an upper bound for the
@@ -27,11 +28,14 @@
  *
  * Then, with the tasks in the store, K timed calls of each read the API
  * serves: job summaries of role "bench" (J jobs) and tasks without configs
- * of the N-instance job.
+ * of the N-instance job. Each is timed twice: bo_sched_read alone
+ * (*_p50_ms, *_p99_ms), and with what the API adds, serializing the answer
+ * and freeing it (*_json_p50_ms, *_json_p99_ms).
  *
  * Output: progress on stderr every second; one JSON object on stdout (and in
  * --json OUT): tasks, hosts, seconds, tasks_per_s, rss_bytes (VmHWM: the
- * peak), rss_end_bytes (VmRSS), the reads' p50/p99, counters.
+ * peak of the whole process, simulated agents included), rss_end_bytes
+ * (VmRSS when placement ends), the reads' p50/p99, counters.
  *
  * Failure modes: any refused request or failed write ends the run with exit
  * status 1 and says why; past --timeout seconds (600) the run stops, prints
@@ -39,7 +43,6 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,17 +109,17 @@ struct bench {
     enum bench_phase phase;
     bool stopping;
     bool timed_out;
-    uint64_t total;     /* tasks to run */
-    unsigned n_jobs;    /* create requests to send, the big job included */
-    unsigned next_job;  /* next create to send */
-    unsigned jobs_done; /* create replies */
-    uint64_t launches;  /* launch commands received by agents */
-    uint64_t dup_launches;
-    uint64_t acked;       /* RUNNING updates answered (committed) */
-    uint64_t status_reqs; /* status requests sent */
-    uint64_t polls;       /* polls answered */
-    uint64_t empty_polls; /* answered with no commands (hold expired) */
-    uint64_t running;     /* RUNNING in the store, at the last check */
+    uint64_t total;        /* tasks to run */
+    unsigned n_jobs;       /* create requests to send, the big job included */
+    unsigned next_job;     /* next create to send */
+    unsigned jobs_done;    /* create replies */
+    uint64_t launches;     /* launch commands received by agents */
+    uint64_t dup_launches; /* commands delivered again (at least once) */
+    uint64_t acked;        /* RUNNING updates answered (committed) */
+    uint64_t status_reqs;  /* status requests sent */
+    uint64_t polls;        /* polls answered */
+    uint64_t empty_polls;  /* answered with no commands (hold expired) */
+    uint64_t running;      /* RUNNING in the store, at the last check */
     double t_start, t_created, t_placed, t_end, t_last_report;
     uint64_t last_acked;
     double peak_rate; /* best one-second rate */
@@ -514,9 +517,9 @@ static void tick_cb(uv_timer_t *t)
 
 /* K timed calls of one read. out[0..1]: p50 and p99 in ms of bo_sched_read
  * alone; out[2..3]: the same with what the API adds to every answer,
- * serializing the result (compact) and freeing it. */
+ * serializing the result (compact) and freeing it; out[4]: its size in bytes. */
 static void time_read(struct bench *b, const char *what, const json_t *args, const char *field,
-                      size_t want, double out[4])
+                      size_t want, double out[5])
 {
     unsigned k = b->o->queries;
     double t_all = now_s();
@@ -544,6 +547,7 @@ static void time_read(struct bench *b, const char *what, const json_t *args, con
         if (text == NULL) {
             die(what, BO_ENOMEM, NULL);
         }
+        out[4] = (double)strlen(text);
         free(text);
         json_decref(res);
         lat[i] = (t1 - t0) * 1000.0;
@@ -707,7 +711,7 @@ int main(int argc, char **argv)
     struct bo_storage_stats sst;
     bo_storage_stats(b.storage, &sst);
     double secs = b.t_end - b.t_start;
-    double job_summary[4] = {0}, tasks_query[4] = {0};
+    double job_summary[5] = {0}, tasks_query[5] = {0};
     if (!b.timed_out) {
         json_t *a1 = json_pack("{s:s}", "role", ROLE);
         time_read(&b, "job_summaries", a1, "jobs", o.jobs, job_summary);
@@ -733,7 +737,8 @@ int main(int argc, char **argv)
              ", \"job_summary_p99_ms\": %.3f, \"tasks_query_p50_ms\": %.3f"
              ", \"tasks_query_p99_ms\": %.3f, \"job_summary_json_p50_ms\": %.3f"
              ", \"job_summary_json_p99_ms\": %.3f, \"tasks_query_json_p50_ms\": %.3f"
-             ", \"tasks_query_json_p99_ms\": %.3f, \"queries\": %u, \"window\": %u"
+             ", \"tasks_query_json_p99_ms\": %.3f, \"job_summary_bytes\": %.0f"
+             ", \"tasks_query_bytes\": %.0f, \"queries\": %u, \"window\": %u"
              ", \"batches\": %" PRIu64 ", \"status_requests\": %" PRIu64 ", \"polls\": %" PRIu64
              ", \"empty_polls\": %" PRIu64 ", \"duplicate_commands\": %" PRIu64
              ", \"snapshots\": %" PRIu64 ", \"setup_s\": %.3f}",
@@ -742,8 +747,9 @@ int main(int argc, char **argv)
              b.peak_rate, b.t_created > 0 ? b.t_created - b.t_start : -1,
              b.t_placed > 0 ? b.t_placed - b.t_start : -1, hwm, cur, cur2, job_summary[0],
              job_summary[1], tasks_query[0], tasks_query[1], job_summary[2], job_summary[3],
-             tasks_query[2], tasks_query[3], o.queries, o.window, st.batches, b.status_reqs,
-             b.polls, b.empty_polls, b.dup_launches, sst.snapshots_taken, b.t_start - t_open);
+             tasks_query[2], tasks_query[3], job_summary[4], tasks_query[4], o.queries, o.window,
+             st.batches, b.status_reqs, b.polls, b.empty_polls, b.dup_launches, sst.snapshots_taken,
+             b.t_start - t_open);
     printf("%s\n", line);
     fflush(stdout);
     if (o.json_out != NULL) {

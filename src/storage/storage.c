@@ -140,6 +140,8 @@ struct bo_storage {
     bool closing;
     int closing_pending;
     bo_storage_close_cb close_cb;
+    bool raft_closed; /* raft_close finished; raft_uv's memory is ours to free */
+    uint64_t close_waited_ms; /* for a snapshot in flight, at close */
 };
 
 /* Background work (snapshot export and compression, backups, checkpoints)
@@ -1189,22 +1191,17 @@ err_after_alloc:
     return rv;
 }
 
+/* Raft's libuv I/O may still complete requests after it reported itself
+ * closed (an async snapshot or a disk write that raft does not count as
+ * pending), and each completion looks at raft_uv's memory and may use our
+ * snapshot view. So the close callback only says that no callback reaches
+ * the owner any more; raft_uv's memory, the view and the store are released
+ * in bo_storage_free, which the owner calls once the loop has run dry. */
 static void maybe_finish_close(struct bo_storage *s)
 {
     if (s->closing_pending > 0 || s->backup != NULL || s->ckpt != NULL) {
         return;
     }
-    if (s->snap_view != NULL) {
-        bo_store_view_close(s->snap_view);
-        s->snap_view = NULL;
-    }
-    if (s->staged != NULL) {
-        bo_store_close(s->staged);
-        s->staged = NULL;
-        remove(s->staged_path);
-    }
-    bo_store_close(s->store);
-    s->store = NULL;
     bo_storage_close_cb cb = s->close_cb;
     s->close_cb = NULL;
     if (cb != NULL) {
@@ -1222,8 +1219,7 @@ static void handle_closed_cb(uv_handle_t *h)
 static void raft_closed_cb(struct raft *r)
 {
     struct bo_storage *s = r->data;
-    raft_uv_close(&s->io);
-    raft_uv_tcp_close(&s->transport);
+    s->raft_closed = true; /* its memory goes in bo_storage_free */
     s->closing_pending--;
     maybe_finish_close(s);
 }
@@ -1234,6 +1230,13 @@ static void raft_closed_cb(struct raft *r)
 static void close_now_cb(uv_timer_t *t)
 {
     struct bo_storage *s = t->data;
+    /* A snapshot raft started is let finish (bounded): closing raft under an
+     * asynchronous snapshot leaves raft and us both owning its buffers. */
+    if (s->snap_view != NULL && s->close_waited_ms < 60000) {
+        s->close_waited_ms += 10;
+        uv_timer_start(&s->role_timer, close_now_cb, 10, 0);
+        return;
+    }
     uv_close((uv_handle_t *)&s->role_timer, handle_closed_cb);
     uv_close((uv_handle_t *)&s->backup_timer, handle_closed_cb);
     uv_close((uv_handle_t *)&s->flush_check, handle_closed_cb);
@@ -1256,9 +1259,22 @@ void bo_storage_close(struct bo_storage *s, bo_storage_close_cb cb)
 
 void bo_storage_free(struct bo_storage *s)
 {
-    if (s != NULL) {
-        free_storage(s);
+    if (s == NULL) {
+        return;
     }
+    if (s->raft_closed) {
+        raft_uv_close(&s->io);
+        raft_uv_tcp_close(&s->transport);
+    }
+    if (s->snap_view != NULL) {
+        bo_store_view_close(s->snap_view);
+    }
+    if (s->staged != NULL) {
+        bo_store_close(s->staged);
+        remove(s->staged_path);
+    }
+    bo_store_close(s->store);
+    free_storage(s);
 }
 
 void bo_storage_stats(const struct bo_storage *s, struct bo_storage_stats *out)

@@ -41,7 +41,9 @@
  * default action would kill the process without a word.
  *
  * Threads: all functions and callbacks run on the loop thread.
- * Lifecycle: bo_storage_open -> ... -> bo_storage_close(cb) -> free in cb.
+ * Lifecycle: bo_storage_open -> ... -> bo_storage_close(cb) -> bo_storage_free
+ * once the loop has run dry (uv_run returned): raft's I/O can complete
+ * requests after the close callback, and they use memory freed there.
  */
 #ifndef BO_STORAGE_H
 #define BO_STORAGE_H
@@ -107,7 +109,8 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
 typedef void (*bo_storage_close_cb)(struct bo_storage *s);
 /* Stop raft and close everything; pending writes fail with BO_ECANCELED. */
 void bo_storage_close(struct bo_storage *s, bo_storage_close_cb cb);
-/* Free after the close callback. */
+/* Free after the close callback, once the loop has no more requests running
+ * (uv_run in UV_RUN_DEFAULT mode returned). */
 void bo_storage_free(struct bo_storage *s);
 
 enum bo_storage_role bo_storage_role(const struct bo_storage *s);
