@@ -140,7 +140,7 @@ struct bo_storage {
     bool closing;
     int closing_pending;
     bo_storage_close_cb close_cb;
-    bool raft_closed; /* raft_close finished; raft_uv's memory is ours to free */
+    bool raft_closed;         /* raft_close finished; raft_uv's memory is ours to free */
     uint64_t close_waited_ms; /* for a snapshot in flight, at close */
 };
 
@@ -1158,7 +1158,15 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
             if (code == BO_EIO && strstr(raft_errmsg(&s->raft), "checksum") != NULL) {
                 code = BO_ECORRUPT;
             }
-            rv = bo_errf(err, code, "storage: load '%s': %s", s->data_dir, raft_errmsg(&s->raft));
+            const char *why = raft_errmsg(&s->raft);
+            if (why == NULL || why[0] == '\0') {
+                /* raft says nothing when its transport cannot listen */
+                rv = bo_errf(err, code,
+                             "storage: start raft in '%s' on '%s': %s (is the address in use?)",
+                             s->data_dir, s->address, raft_strerror(rv));
+            } else {
+                rv = bo_errf(err, code, "storage: load '%s': %s", s->data_dir, why);
+            }
         }
         goto err_after_raft;
     }
