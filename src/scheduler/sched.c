@@ -38,6 +38,9 @@
 #include "common/pbjson.h"
 
 #define TICK_MS 250
+/* Task saves per batch, roughly: requests are not split, so one creating
+ * many tasks may go over. */
+#define BATCH_MAX_TASKS 20000
 
 void bo_sched_config_init(struct bo_sched_config *cfg)
 {
@@ -57,7 +60,7 @@ void bo_sched_config_init(struct bo_sched_config *cfg)
         .history_min_retention_ms = 3600 * 1000,
         .history_max_per_job = 100,
         .max_tasks_per_job = 4000,
-        .scheduling_batch = 50000,
+        .scheduling_batch = 10000,
         .unplaced_backoff_ms = 1000,
         .cron_utc = true,
     };
@@ -121,11 +124,27 @@ static int grow(void **arr, size_t *cap, size_t need, size_t size)
     return BO_OK;
 }
 
-bool batch_touched(const struct sched_batch *b, const char *key)
+static struct sched_touch *touch_find(const struct sched_batch *b, const char *key)
 {
     struct sched_touch *t = NULL;
     HASH_FIND_STR(b->touched, key, t);
-    return t != NULL;
+    return t;
+}
+
+static struct sched_touch *touch_add(struct sched_batch *b, const char *key)
+{
+    struct sched_touch *t = bo_calloc(1, sizeof(*t));
+    if (t == NULL || (t->key = bo_strdup(key)) == NULL) {
+        bo_free(t);
+        return NULL; /* out of memory: conflicts are then merely undetected */
+    }
+    HASH_ADD_KEYPTR(hh, b->touched, t->key, strlen(t->key), t);
+    return t;
+}
+
+bool batch_touched(const struct sched_batch *b, const char *key)
+{
+    return touch_find(b, key) != NULL;
 }
 
 bool batch_touch(struct sched_batch *b, const char *key)
@@ -133,12 +152,7 @@ bool batch_touch(struct sched_batch *b, const char *key)
     if (batch_touched(b, key)) {
         return false;
     }
-    struct sched_touch *t = bo_calloc(1, sizeof(*t));
-    if (t == NULL || (t->key = bo_strdup(key)) == NULL) {
-        bo_free(t);
-        return true; /* out of memory: conflicts are then merely undetected */
-    }
-    HASH_ADD_KEYPTR(hh, b->touched, t->key, strlen(t->key), t);
+    touch_add(b, key);
     return true;
 }
 
@@ -191,18 +205,27 @@ int batch_save_task(struct sched_batch *b, Bo__ScheduledTask *t)
         last = op;
     }
     Bo__SaveTasks *st = last->save_tasks;
-    /* The same task saved twice in a batch: the later state wins. */
-    for (size_t i = 0; i < st->n_tasks; i++) {
-        if (st->tasks[i] == t) {
-            return BO_OK;
-        }
+    /* The same task saved twice in one op: it is there once, and the later
+     * state wins since the op points at the task itself. */
+    const char *id = t->assigned_task->task_id;
+    struct sched_touch *tt = touch_find(b, id);
+    if (tt == NULL) {
+        tt = touch_add(b, id);
     }
-    Bo__ScheduledTask **v = bo_reallocarray(st->tasks, st->n_tasks + 1, sizeof(*v));
-    if (v == NULL) {
+    if (tt != NULL && tt->saved == t && tt->saved_op == st) {
+        return BO_OK;
+    }
+    if (st->n_tasks == 0) {
+        b->cap_save = 0;
+    }
+    if (grow((void **)&st->tasks, &b->cap_save, st->n_tasks + 1, sizeof(*st->tasks)) != BO_OK) {
         return BO_ENOMEM;
     }
-    st->tasks = v;
     st->tasks[st->n_tasks++] = t;
+    if (tt != NULL) {
+        tt->saved = t;
+        tt->saved_op = st;
+    }
     b->n_tasks_saved++;
     return BO_OK;
 }
@@ -252,13 +275,12 @@ int batch_effect(struct sched_batch *b, const char *agent_id, const char *task_i
     }
     e->agent_id = bo_strdup(agent_id);
     e->task_id = bo_strdup(task_id);
-    e->cmd_json = json_dumps(cmd, JSON_COMPACT);
+    e->cmd = cmd; /* owned */
     e->launch = launch;
-    json_decref(cmd);
-    if (e->agent_id == NULL || e->task_id == NULL || e->cmd_json == NULL) {
+    if (e->agent_id == NULL || e->task_id == NULL) {
         bo_free(e->agent_id);
         bo_free(e->task_id);
-        free(e->cmd_json);
+        json_decref(e->cmd);
         bo_free(e);
         return BO_ENOMEM;
     }
@@ -353,7 +375,7 @@ static void batch_free(struct sched_batch *b)
         b->effects = e->next;
         bo_free(e->agent_id);
         bo_free(e->task_id);
-        free(e->cmd_json);
+        json_decref(e->cmd);
         bo_free(e);
     }
     while (b->dls != NULL) {
@@ -407,7 +429,7 @@ static void agent_drop_cmds(struct sched_agent *a, uint64_t upto)
     while (a->cmds != NULL && a->cmds->seq <= upto) {
         struct sched_cmd *c = a->cmds;
         a->cmds = c->next;
-        bo_free(c->json);
+        json_decref(c->json);
         bo_free(c->task_id);
         bo_free(c);
     }
@@ -420,11 +442,7 @@ static json_t *agent_cmds_json(struct sched_agent *a)
 {
     json_t *arr = json_array();
     for (struct sched_cmd *c = a->cmds; c != NULL && arr != NULL; c = c->next) {
-        json_t *cmd = json_loads(c->json, 0, NULL);
-        if (cmd != NULL) {
-            json_object_set_new(cmd, "seq", json_integer((json_int_t)c->seq));
-            json_array_append_new(arr, cmd);
-        }
+        json_array_append(arr, c->json); /* shared: commands are not changed after queuing */
     }
     json_t *out = json_object();
     json_object_set_new(out, "commands", arr);
@@ -455,19 +473,20 @@ static void agent_free(struct bo_sched *s, struct sched_agent *a, int status)
     bo_free(a);
 }
 
-static int agent_push_cmd(struct sched_agent *a, const char *json, const char *task_id, bool launch)
+/* Queue a command: `cmd` gets its seq and is shared with the effect it came
+ * from (reference counted); it is not changed after this. */
+static int agent_push_cmd(struct sched_agent *a, json_t *cmd, const char *task_id, bool launch)
 {
     struct sched_cmd *c = bo_calloc(1, sizeof(*c));
-    if (c == NULL || (c->json = bo_strdup(json)) == NULL ||
-        (c->task_id = bo_strdup(task_id)) == NULL) {
-        if (c != NULL) {
-            bo_free(c->json);
-        }
+    if (c == NULL || (c->task_id = bo_strdup(task_id)) == NULL) {
         bo_free(c);
         return BO_ENOMEM;
     }
     c->seq = a->next_seq++;
     c->launch = launch;
+    /* the effect's object is used once: take it instead of copying */
+    c->json = json_incref(cmd);
+    json_object_set_new(c->json, "seq", json_integer((json_int_t)c->seq));
     if (a->cmds_tail != NULL) {
         a->cmds_tail->next = c;
     } else {
@@ -970,8 +989,11 @@ static int place_job(struct bo_sched *s, struct sched_batch *b, struct sched_pjo
     } else {
         bo_free(p->reason);
         p->reason = NULL;
-        /* more may be pending beyond the query's limit */
+        /* more may be pending beyond the query's limit: go on at once */
         p->retry_at_ms = 0;
+        if ((size_t)*placed >= l->n && l->n >= (size_t)budget) {
+            s->placement_wanted = true;
+        }
     }
     return BO_OK;
 }
@@ -979,6 +1001,10 @@ static int place_job(struct bo_sched *s, struct sched_batch *b, struct sched_pjo
 static int place_round(struct bo_sched *s, struct sched_batch *b, struct bo_err *err)
 {
     int budget = s->cfg.scheduling_batch;
+    if ((size_t)budget + b->n_tasks_saved > BATCH_MAX_TASKS) {
+        budget =
+            b->n_tasks_saved >= BATCH_MAX_TASKS ? 0 : (int)(BATCH_MAX_TASKS - b->n_tasks_saved);
+    }
     int64_t now = sched_now_ms(s);
     s->placement_wanted = false;
     struct sched_pjob *p, *tmp;
@@ -1075,7 +1101,7 @@ static void batch_effects(struct bo_sched *s, struct sched_batch *b)
     for (struct sched_effect *e = b->effects; e != NULL; e = e->next) {
         struct sched_agent *a = agent_find(s, e->agent_id);
         if (a != NULL) {
-            agent_push_cmd(a, e->cmd_json, e->task_id, e->launch);
+            agent_push_cmd(a, e->cmd, e->task_id, e->launch);
         }
     }
     for (struct sched_effect *e = b->effects; e != NULL; e = e->next) {
@@ -1206,7 +1232,9 @@ static void drain(struct bo_sched *s)
             b->works = w;
         }
         b->works_tail = w;
-        if (++ran >= 10000) {
+        /* A batch stays small enough to commit in a blink and to keep the
+         * loop responsive; what is left goes in the next one. */
+        if (++ran >= 10000 || b->n_tasks_saved >= BATCH_MAX_TASKS) {
             break;
         }
     }
@@ -2029,7 +2057,11 @@ int bo_sched_reconcile(struct bo_sched *s, struct bo_err *err)
     HASH_ITER(hh, s->agents, a, tmp)
     {
         if (a->registered) {
-            agent_push_cmd(a, "{\"type\":\"reconcile\",\"task_id\":\"\"}", "", false);
+            json_t *cmd = json_pack("{s:s, s:s}", "type", "reconcile", "task_id", "");
+            if (cmd != NULL) {
+                agent_push_cmd(a, cmd, "", false);
+                json_decref(cmd);
+            }
             agent_answer_poll(a, BO_OK, NULL);
         }
     }

@@ -50,7 +50,7 @@ struct bo_sched_config {
     int64_t history_min_retention_ms;   /* ... but none younger than this (1 h) */
     int history_max_per_job;            /* terminal tasks kept per job (100) */
     int max_tasks_per_job;              /* 4000, Aurora's default */
-    int scheduling_batch;               /* tasks placed per round at most (50000) */
+    int scheduling_batch;               /* tasks placed per round at most (10000) */
     int64_t unplaced_backoff_ms;        /* retry a job that did not fit (1 s) */
     bool cron_utc;                      /* cron in UTC (default) or the process's TZ */
 };

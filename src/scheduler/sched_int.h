@@ -21,7 +21,7 @@
 /* A command waiting for its agent to poll. */
 struct sched_cmd {
     uint64_t seq;
-    char *json; /* the command object, serialized */
+    json_t *json; /* the command object, with its seq */
     char *task_id;
     bool launch;
     struct sched_cmd *next;
@@ -101,7 +101,7 @@ struct sched_work {
 
 struct sched_effect {
     char *agent_id;
-    char *cmd_json; /* without seq */
+    json_t *cmd; /* without seq */
     char *task_id;
     bool launch;
     struct sched_effect *next;
@@ -116,6 +116,8 @@ struct sched_post_dl {
 
 struct sched_touch {
     char *key;
+    const void *saved;    /* the task saved under this id in the batch, if any */
+    const void *saved_op; /* ... in this SaveTasks op */
     UT_hash_handle hh;
 };
 
@@ -123,6 +125,7 @@ struct sched_touch {
 struct sched_batch {
     Bo__Op **ops;
     size_t n_ops, cap_ops;
+    size_t cap_save;            /* capacity of the last SaveTasks op's array */
     struct bo_task_list *lists; /* store results the ops point into */
     size_t n_lists, cap_lists;
     Bo__ScheduledTask **owned; /* tasks built here; configs borrowed */

@@ -1618,23 +1618,18 @@ static int op_agent_status(struct bo_sched *s, struct sched_batch *b, struct sch
         w->result = json_pack("{s:i}", "acked", 0);
         return BO_OK;
     }
-    const char **ids = bo_calloc(n, sizeof(*ids));
-    if (ids == NULL) {
-        return bo_errf(err, BO_ENOMEM, "out of memory");
-    }
     for (size_t i = 0; i < n; i++) {
-        ids[i] = json_string_value(json_object_get(json_array_get(ups, i), "task_id"));
-        if (batch_touched(b, ids[i])) {
-            bo_free(ids);
+        if (batch_touched(b,
+                          json_string_value(json_object_get(json_array_get(ups, i), "task_id")))) {
             return 1;
         }
     }
-    struct bo_task_query q = {.task_ids = ids, .n_task_ids = n};
-    struct bo_task_list *l;
-    int rc = sched_query(s, b, &q, true, &l, err);
-    bo_free(ids);
-    if (rc != BO_OK) {
-        return rc;
+    int rc = BO_OK;
+    /* the task each update found, so that later updates of the same task in
+     * this request (STARTING then RUNNING) go on from the same record */
+    Bo__ScheduledTask **seen = bo_calloc(n, sizeof(*seen));
+    if (seen == NULL) {
+        return bo_errf(err, BO_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
         json_t *u = json_array_get(ups, i);
@@ -1643,11 +1638,30 @@ static int op_agent_status(struct bo_sched *s, struct sched_batch *b, struct sch
         const char *msg = json_string_value(json_object_get(u, "message"));
         s->stats.status_updates++;
         Bo__ScheduledTask *t = NULL;
-        for (size_t j = 0; j < l->n; j++) {
-            if (strcmp(l->tasks[j]->assigned_task->task_id, id) == 0) {
-                t = l->tasks[j];
+        bool again = false;
+        for (size_t j = 0; j < i && !again; j++) {
+            const char *other =
+                json_string_value(json_object_get(json_array_get(ups, j), "task_id"));
+            if (strcmp(other, id) == 0) {
+                again = true;
+                t = seen[j];
             }
         }
+        if (!again) {
+            /* One task per query: the statement is the same every time (and
+             * cached), where a list of ids makes SQLite build a temporary
+             * index per call. */
+            const char *ids[1] = {id};
+            struct bo_task_query q = {.task_ids = ids, .n_task_ids = 1};
+            struct bo_task_list *l;
+            rc = sched_query(s, b, &q, true, &l, err);
+            if (rc != BO_OK) {
+                bo_free(seen);
+                return rc;
+            }
+            t = l->n > 0 ? l->tasks[0] : NULL;
+        }
+        seen[i] = t;
         batch_touch(b, id);
         if (t == NULL) {
             /* unknown: if it claims to run, it must not */
@@ -1655,6 +1669,7 @@ static int op_agent_status(struct bo_sched *s, struct sched_batch *b, struct sch
                 st == BO__SCHEDULE_STATUS__RUNNING) {
                 rc = sched_queue_kill(s, b, agent, id);
                 if (rc != BO_OK) {
+                    bo_free(seen);
                     return bo_errf(err, rc, "out of memory");
                 }
             }
@@ -1665,9 +1680,11 @@ static int op_agent_status(struct bo_sched *s, struct sched_batch *b, struct sch
         }
         rc = sched_transition(s, b, t, st, msg, err);
         if (rc != BO_OK) {
+            bo_free(seen);
             return rc;
         }
     }
+    bo_free(seen);
     w->result = json_pack("{s:I}", "acked", (json_int_t)n);
     return BO_OK;
 }

@@ -142,6 +142,7 @@ struct bo_storage {
     bo_storage_close_cb close_cb;
     bool raft_closed;         /* raft_close finished; raft_uv's memory is ours to free */
     uint64_t close_waited_ms; /* for a snapshot in flight, at close */
+    uint64_t ckpt_index;      /* applied index at the last checkpoint */
 };
 
 /* Background work (snapshot export and compression, backups, checkpoints)
@@ -490,6 +491,12 @@ static void ckpt_timer_cb(uv_timer_t *t)
     if (s->ckpt != NULL || s->closing) {
         return;
     }
+    /* Nothing committed since the last checkpoint: nothing to copy. */
+    uint64_t index = bo_store_applied_index(s->store);
+    if (index == s->ckpt_index) {
+        return;
+    }
+    s->ckpt_index = index;
     struct ckpt_job *job = bo_calloc(1, sizeof(*job));
     if (job == NULL) {
         return;

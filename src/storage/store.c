@@ -367,9 +367,24 @@ static const char *const stmt_sql[S_COUNT] = {
 };
 
 /* A connection with its statements, prepared on first use and kept. */
+/* Task queries are built from their filters, so their SQL varies; the
+ * shapes a scheduler uses are few and repeat thousands of times a second, and
+ * preparing one costs more than running it. A small cache keyed by the text
+ * keeps the last ones prepared. */
+#define QCACHE_SIZE 16
+
+struct qcache_entry {
+    char *sql;
+    sqlite3_stmt *stmt;
+    uint64_t used; /* clock of the last use, for eviction */
+    bool busy;     /* handed out and not released yet */
+};
+
 struct conn {
     sqlite3 *db;
     sqlite3_stmt *stmts[S_COUNT];
+    struct qcache_entry qc[QCACHE_SIZE];
+    uint64_t qc_clock;
 };
 
 /* The last configs interned, keyed by their raw encoding. Entries are valid
@@ -399,6 +414,11 @@ struct bo_store {
     const struct conn *memo_conn;
     /* Scratch buffers reused across calls (owning thread only). */
     struct bo_buf raw, canon, part;
+    /* The checkpointer's connection, kept between checkpoints (opening one
+     * costs more than most checkpoints); closed before files are swapped. */
+    struct conn ckpt_c;
+    bool ckpt_c_open;
+    bool ckpt_busy;
 };
 
 struct bo_store_view {
@@ -467,6 +487,11 @@ static void conn_close(struct conn *c, bool checkpoint)
     for (size_t i = 0; i < S_COUNT; i++) {
         sqlite3_finalize(c->stmts[i]);
         c->stmts[i] = NULL;
+    }
+    for (size_t i = 0; i < QCACHE_SIZE; i++) {
+        sqlite3_finalize(c->qc[i].stmt);
+        bo_free(c->qc[i].sql);
+        c->qc[i] = (struct qcache_entry){0};
     }
     if (c->db != NULL) {
         if (!checkpoint) {
@@ -1360,10 +1385,6 @@ static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTas
     if (rc != BO_OK) {
         return rc;
     }
-    rc = config_ref(c, config_id, 1, 1, err);
-    if (rc != BO_OK) {
-        return rc;
-    }
     if (encode_partial_task(t, &st->part) != BO_OK) {
         return bo_errf(err, BO_ENOMEM, "encode task: out of memory");
     }
@@ -1373,6 +1394,16 @@ static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTas
         return rc;
     }
     bool replace = rc == BO_OK;
+    /* A status change keeps the config: its reference count stays, and the
+     * per-status counts move only when the status (or job) does. */
+    bool same_config = replace && old.config_id == config_id;
+    bool same_count = replace && old.job_id == job_id && old.status == (int)t->status;
+    if (!same_config) {
+        rc = config_ref(c, config_id, 1, 1, err);
+        if (rc != BO_OK) {
+            return rc;
+        }
+    }
     const char *host = a->slave_host != NULL ? a->slave_host : "";
     int64_t hid;
     rc = host_id(c, host, strlen(host), &hid, err);
@@ -1405,12 +1436,15 @@ static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTas
     if (rc != BO_OK) {
         return rc;
     }
+    if (same_count) {
+        return same_config ? BO_OK : config_unref(st, c, old.config_id, true, err);
+    }
     rc = counts_add(c, job_id, (int)t->status, 1, err);
     if (rc != BO_OK || !replace) {
         return rc;
     }
     rc = counts_add(c, old.job_id, old.status, -1, err);
-    if (rc != BO_OK) {
+    if (rc != BO_OK || same_config) {
         return rc;
     }
     return config_unref(st, c, old.config_id, true, err);
@@ -2334,6 +2368,15 @@ fail:
     return rc;
 }
 
+static void ckpt_conn_drop(struct bo_store *st)
+{
+    if (st->ckpt_c_open) {
+        assert(!st->ckpt_busy);
+        conn_close(&st->ckpt_c, false);
+        st->ckpt_c_open = false;
+    }
+}
+
 void bo_store_close(struct bo_store *st)
 {
     if (st == NULL) {
@@ -2342,6 +2385,7 @@ void bo_store_close(struct bo_store *st)
     assert(st->n_views == 0);
     struct bo_err ignored = BO_ERR_INIT;
     bo_store_flush(st, &ignored);
+    ckpt_conn_drop(st);
     conn_close(&st->main, true);
     for (size_t i = 0; i < MEMO_SIZE; i++) {
         bo_buf_release(&st->memo[i].raw);
@@ -2723,7 +2767,7 @@ static int rest_load(struct conn *c, struct rest *r, struct bo_err *err)
 
 struct bo_store_ckpt {
     struct bo_store *st;
-    struct conn c;
+    struct conn *c;
 };
 
 int bo_store_ckpt_open(struct bo_store *st, struct bo_store_ckpt **out, struct bo_err *err)
@@ -2732,17 +2776,25 @@ int bo_store_ckpt_open(struct bo_store *st, struct bo_store_ckpt **out, struct b
     if (rc != BO_OK) {
         return rc;
     }
+    if (st->ckpt_busy) {
+        return bo_errf(err, BO_EBUSY, "checkpoint: one is running");
+    }
     struct bo_store_ckpt *k = bo_calloc(1, sizeof(*k));
     if (k == NULL) {
         return bo_errf(err, BO_ENOMEM, "checkpoint: out of memory");
     }
     k->st = st;
-    rc = open_conn(&k->c, st->path, SQLITE_OPEN_READWRITE,
-                   "PRAGMA synchronous=OFF; PRAGMA wal_autocheckpoint=0;", err);
-    if (rc != BO_OK) {
-        bo_free(k);
-        return bo_err_wrapf(err, rc, "checkpoint");
+    if (!st->ckpt_c_open) {
+        rc = open_conn(&st->ckpt_c, st->path, SQLITE_OPEN_READWRITE,
+                       "PRAGMA synchronous=OFF; PRAGMA wal_autocheckpoint=0;", err);
+        if (rc != BO_OK) {
+            bo_free(k);
+            return bo_err_wrapf(err, rc, "checkpoint");
+        }
+        st->ckpt_c_open = true;
     }
+    k->c = &st->ckpt_c;
+    st->ckpt_busy = true;
     /* Counted as a view: a restore must not swap the file under it. */
     st->n_views++;
     *out = k;
@@ -2753,9 +2805,9 @@ int bo_store_ckpt_run(struct bo_store_ckpt *k, struct bo_err *err)
 {
     int log_frames = 0, done = 0;
     int rc =
-        sqlite3_wal_checkpoint_v2(k->c.db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done);
+        sqlite3_wal_checkpoint_v2(k->c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-        return sql_fail(k->c.db, rc, err, "checkpoint");
+        return sql_fail(k->c->db, rc, err, "checkpoint");
     }
     return BO_OK;
 }
@@ -2766,7 +2818,7 @@ void bo_store_ckpt_close(struct bo_store_ckpt *k)
         return;
     }
     k->st->n_views--;
-    conn_close(&k->c, false);
+    k->st->ckpt_busy = false;
     bo_free(k);
 }
 
@@ -3607,6 +3659,7 @@ static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, b
         return bo_err_wrapf(err, rc, "restore");
     }
 
+    ckpt_conn_drop(st); /* it would keep the old file */
     /* Swap files. The old WAL is discarded, not checkpointed: its content is
      * what is being replaced. The old file is moved aside first: ext4 flushes
      * a file renamed over another one (auto_da_alloc), which costs half a
@@ -3740,6 +3793,52 @@ static bool query_needs_jobs(const struct bo_task_query *q)
 }
 
 /* SQL built from the set fields, values always bound, never spliced. */
+/* A prepared statement for `sql`, from the cache when it is there. */
+static int qcache_prepare(struct conn *c, const char *sql, sqlite3_stmt **out)
+{
+    struct qcache_entry *victim = NULL;
+    c->qc_clock++;
+    for (size_t i = 0; i < QCACHE_SIZE; i++) {
+        struct qcache_entry *e = &c->qc[i];
+        if (e->sql != NULL && !e->busy && strcmp(e->sql, sql) == 0) {
+            e->busy = true;
+            e->used = c->qc_clock;
+            *out = e->stmt;
+            return SQLITE_OK;
+        }
+        if (!e->busy && (victim == NULL || e->used < victim->used)) {
+            victim = e;
+        }
+    }
+    int rc = sqlite3_prepare_v3(c->db, sql, -1, victim != NULL ? SQLITE_PREPARE_PERSISTENT : 0, out,
+                                NULL);
+    if (rc != SQLITE_OK || victim == NULL) {
+        return rc;
+    }
+    char *copy = bo_strdup(sql);
+    if (copy == NULL) {
+        return SQLITE_OK; /* used once, not cached */
+    }
+    sqlite3_finalize(victim->stmt);
+    bo_free(victim->sql);
+    *victim = (struct qcache_entry){copy, *out, c->qc_clock, true};
+    return SQLITE_OK;
+}
+
+/* Give a statement from qcache_prepare back: reset if cached, else freed. */
+static void qcache_release(struct conn *c, sqlite3_stmt *s)
+{
+    for (size_t i = 0; i < QCACHE_SIZE; i++) {
+        if (c->qc[i].stmt == s && c->qc[i].busy) {
+            sqlite3_reset(s);
+            sqlite3_clear_bindings(s);
+            c->qc[i].busy = false;
+            return;
+        }
+    }
+    sqlite3_finalize(s);
+}
+
 static int task_query_prepare(struct conn *c, const struct bo_task_query *q, bool count,
                               sqlite3_stmt **out, struct bo_err *err)
 {
@@ -3798,7 +3897,7 @@ static int task_query_prepare(struct conn *c, const struct bo_task_query *q, boo
         return bo_errf(err, BO_ENOMEM, "task query: out of memory");
     }
     sqlite3_stmt *s = NULL;
-    int src = sqlite3_prepare_v2(c->db, (const char *)b.data, -1, &s, NULL);
+    int src = qcache_prepare(c, (const char *)b.data, &s);
     bo_buf_release(&b);
     if (src != SQLITE_OK) {
         return sql_fail(c->db, src, err, "task query");
@@ -3895,7 +3994,7 @@ int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, boo
     if (rc == BO_OK && step != SQLITE_DONE) {
         rc = sql_fail(c->db, step, err, "task query");
     }
-    sqlite3_finalize(s);
+    qcache_release(c, s);
     if (rc != BO_OK) {
         task_list_detach((Bo__ScheduledTask **)tasks.v, tasks.n);
         vec_release(&tasks);
@@ -3946,7 +4045,7 @@ int bo_store_count_tasks(struct bo_store *st, const struct bo_task_query *q, uin
     } else {
         rc = sql_fail(st->main.db, step, err, "count tasks");
     }
-    sqlite3_finalize(s);
+    qcache_release(&st->main, s);
     return rc;
 }
 
