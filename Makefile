@@ -1,7 +1,10 @@
 # Thin wrapper around meson/ninja. `make help` lists the targets.
 BUILD ?= build
 TASKS ?= 1000000
-.PHONY: all deps build test test-unit demo bench bench-storage format format-check clean help
+JOBS ?= 1000
+INSTANCES ?= 1000
+HOSTS ?= 5000
+.PHONY: all deps build test test-unit demo bench bench-storage bench-scheduler format format-check clean help
 
 all: build
 
@@ -10,8 +13,10 @@ help:
 	@echo "make                build into ./$(BUILD)"
 	@echo "make test           deps, then plain and ASan+UBSan builds, every test in both"
 	@echo "make demo           the quick start: what works so far, end to end"
-	@echo "make bench          all benchmarks (bench-storage)"
+	@echo "make bench          all benchmarks (bench-storage, bench-scheduler)"
 	@echo "make bench-storage [TASKS=N]  storage benchmarks -> bench/results/storage.json"
+	@echo "make bench-scheduler [JOBS=J INSTANCES=I HOSTS=H]  placement and API latency"
+	@echo "                     -> bench/results/scheduler.json"
 	@echo "make format         clang-format every C file"
 
 deps:
@@ -32,12 +37,17 @@ test-unit: build
 demo: deps build
 	scripts/demo
 
-bench: bench-storage
+bench: bench-storage bench-scheduler
 
 bench-storage: deps
 	@[ -f build-release/build.ninja ] || meson setup build-release --buildtype=release -Db_ndebug=true
 	ninja -C build-release
 	bench/run-storage $(TASKS)
+
+bench-scheduler: deps
+	@[ -f build-release/build.ninja ] || meson setup build-release --buildtype=release -Db_ndebug=true
+	ninja -C build-release bench/bench-scheduler
+	bench/run-scheduler $(JOBS) $(INSTANCES) $(HOSTS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -481,7 +481,7 @@ static bool find_free_bit(const struct ports *pt, uint32_t *out)
 /* Hold `port` `n` more times: the bitmap first, the multiset for the rest. */
 static int port_hold(struct ports *pt, int32_t port, uint32_t n)
 {
-    uint32_t off;
+    uint32_t off = 0;
     bool took_bit = false;
     if (n > 0 && port_to_off(pt, port, &off) && !bit_test(pt, off)) {
         bit_set(pt, off);
@@ -531,7 +531,7 @@ static void port_release(struct ports *pt, int32_t port)
         }
         return;
     }
-    uint32_t off;
+    uint32_t off = 0;
     if (port_to_off(pt, port, &off) && bit_test(pt, off)) {
         bit_clear(pt, off);
         pt->n_set--;
@@ -1526,7 +1526,7 @@ static void assign(struct call *c, struct host *h)
     if (c->n_ports > 0) {
         int32_t *ports = res->port_buf + i * c->n_ports;
         for (uint32_t k = 0; k < c->n_ports; k++) {
-            uint32_t off;
+            uint32_t off = 0;
             bool found = find_free_bit(&h->ports, &off);
             assert(found);
             (void)found;
@@ -1964,7 +1964,7 @@ int bo_place_tasks(struct bo_place *p, const struct bo_place_request *req, size_
     for (size_t i = 0; i < res->n_placed; i++) {
         struct ports *pt = &c.slot_host[i]->ports;
         for (uint32_t k = 0; k < c.n_ports; k++) {
-            uint32_t off;
+            uint32_t off = 0;
             bool in = port_to_off(pt, res->slots[i].ports[k], &off);
             assert(in);
             (void)in;

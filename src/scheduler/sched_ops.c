@@ -425,7 +425,7 @@ int sched_validate_op(struct bo_sched *s, int op, json_t *args, struct bo_err *e
     }
     case BO_SCHED_ADD_INSTANCES: {
         static const char *const f[] = {"key", "instance_id", "count", NULL};
-        Bo__JobKey *k;
+        Bo__JobKey *k = NULL;
         if ((rc = check_fields(args, f, err)) != BO_OK ||
             (rc = decode_key(json_object_get(args, "key"), &k, err)) != BO_OK) {
             return rc;
@@ -446,7 +446,7 @@ int sched_validate_op(struct bo_sched *s, int op, json_t *args, struct bo_err *e
     case BO_SCHED_KILL:
     case BO_SCHED_RESTART: {
         static const char *const f[] = {"key", "instances", "message", NULL};
-        Bo__JobKey *k;
+        Bo__JobKey *k = NULL;
         if ((rc = check_fields(args, f, err)) != BO_OK ||
             (rc = decode_key(json_object_get(args, "key"), &k, err)) != BO_OK) {
             return rc;
@@ -517,7 +517,7 @@ int sched_validate_op(struct bo_sched *s, int op, json_t *args, struct bo_err *e
     case BO_SCHED_DESCHEDULE_CRON:
     case BO_SCHED_START_CRON: {
         static const char *const f[] = {"key", NULL};
-        Bo__JobKey *k;
+        Bo__JobKey *k = NULL;
         if ((rc = check_fields(args, f, err)) != BO_OK ||
             (rc = decode_key(json_object_get(args, "key"), &k, err)) != BO_OK) {
             return rc;
@@ -799,7 +799,7 @@ static int op_create_job(struct bo_sched *s, struct sched_batch *b, struct sched
 static int op_add_instances(struct bo_sched *s, struct sched_batch *b, struct sched_work *w,
                             struct bo_err *err)
 {
-    Bo__JobKey *k;
+    Bo__JobKey *k = NULL;
     int rc = decode_key(json_object_get(w->args, "key"), &k, err);
     if (rc != BO_OK) {
         return rc;
@@ -861,7 +861,7 @@ static int op_add_instances(struct bo_sched *s, struct sched_batch *b, struct sc
 static int op_kill_restart(struct bo_sched *s, struct sched_batch *b, struct sched_work *w,
                            bool restart, struct bo_err *err)
 {
-    Bo__JobKey *k;
+    Bo__JobKey *k = NULL;
     int rc = decode_key(json_object_get(w->args, "key"), &k, err);
     if (rc != BO_OK) {
         return rc;
@@ -1133,7 +1133,7 @@ static int op_schedule_cron(struct bo_sched *s, struct sched_batch *b, struct sc
 static int op_deschedule_cron(struct bo_sched *s, struct sched_batch *b, struct sched_work *w,
                               struct bo_err *err)
 {
-    Bo__JobKey *k;
+    Bo__JobKey *k = NULL;
     int rc = decode_key(json_object_get(w->args, "key"), &k, err);
     if (rc != BO_OK) {
         return rc;
@@ -2147,7 +2147,7 @@ static int read_roles(struct bo_sched *s, json_t **out, struct bo_err *err)
 static int read_config_summary(struct bo_sched *s, const json_t *args, json_t **out,
                                struct bo_err *err)
 {
-    Bo__JobKey *k;
+    Bo__JobKey *k = NULL;
     int rc = decode_key(json_object_get(args, "key"), &k, err);
     if (rc != BO_OK) {
         return rc;
