@@ -350,10 +350,14 @@ static const char *const stmt_sql[S_COUNT] = {
                         " WHERE ?1 IS NULL OR u.job_id = ?1"
                         " ORDER BY coalesce(u.last_modified_ms, 0) DESC, j.role, j.environment,"
                         " j.name, u.update_id",
-    [S_JOB_SUMMARIES] = "SELECT j.id, j.role, j.environment, j.name, cj.body FROM jobs j"
+    /* One row per job and status (one with a NULL status for a cron job
+     * without tasks): a role's summaries in one statement, not one per job. */
+    [S_JOB_SUMMARIES] = "SELECT j.id, j.role, j.environment, j.name, cj.body, c.status, c.n"
+                        " FROM jobs j"
                         " LEFT JOIN cron_jobs cj ON cj.job_id = j.id"
-                        " WHERE (?1 IS NULL OR j.role = ?1) AND (cj.job_id IS NOT NULL"
-                        " OR EXISTS (SELECT 1 FROM job_counts c WHERE c.job_id = j.id))"
+                        " LEFT JOIN job_counts c ON c.job_id = j.id"
+                        " WHERE (?1 IS NULL OR j.role = ?1)"
+                        " AND (cj.job_id IS NOT NULL OR c.job_id IS NOT NULL)"
                         " ORDER BY j.role, j.environment, j.name",
     [S_JOB_COUNTS] = "SELECT status, n FROM job_counts WHERE job_id = ?1",
     [S_ROLES] = "SELECT j.role,"
@@ -4124,10 +4128,9 @@ void bo_job_summary_list_release(struct bo_job_summary_list *l)
     *l = (struct bo_job_summary_list){0};
 }
 
-static int job_summary_fill(struct conn *c, sqlite3_stmt *s, struct bo_job_summary *js,
-                            struct bo_buf *tmp, struct bo_err *err)
+static int job_summary_fill(sqlite3_stmt *s, struct bo_job_summary *js, struct bo_buf *tmp,
+                            struct bo_err *err)
 {
-    int64_t job_id = sqlite3_column_int64(s, 0);
     js->key = job_key_copy((const char *)sqlite3_column_text(s, 1),
                            (const char *)sqlite3_column_text(s, 2),
                            (const char *)sqlite3_column_text(s, 3), tmp);
@@ -4149,20 +4152,21 @@ static int job_summary_fill(struct conn *c, sqlite3_stmt *s, struct bo_job_summa
             return bo_errf(err, BO_ENOMEM, "job summaries: out of memory");
         }
     }
-    sqlite3_stmt *cs = NULL;
-    int rc = conn_stmt(c, S_JOB_COUNTS, &cs, err);
-    if (rc != BO_OK) {
-        return rc;
+    return BO_OK;
+}
+
+/* Add a row's (status, count) to the summary; finish its derived fields. */
+static void job_summary_count(sqlite3_stmt *s, struct bo_job_summary *js)
+{
+    if (sqlite3_column_type(s, 5) != SQLITE_NULL) {
+        counts_bucket(&js->counts, sqlite3_column_int(s, 5), (uint64_t)sqlite3_column_int64(s, 6));
     }
-    sqlite3_bind_int64(cs, 1, job_id);
-    rc = counts_collect(c, cs, &js->counts, err);
-    if (rc == BO_OK && !js->is_cron) {
+    if (!js->is_cron) {
         /* Aurora's getJobs: the number of active tasks (pending included). */
         js->instance_count =
             (int32_t)(js->counts.active + js->counts.by_status[BO__SCHEDULE_STATUS__PENDING] +
                       js->counts.by_status[BO__SCHEDULE_STATUS__THROTTLED]);
     }
-    return rc;
 }
 
 int bo_store_job_summaries(struct bo_store *st, const char *role, struct bo_job_summary_list *out,
@@ -4187,7 +4191,14 @@ int bo_store_job_summaries(struct bo_store *st, const char *role, struct bo_job_
     struct bo_buf tmp = BO_BUF_INIT;
     size_t cap = 0;
     int step;
+    int64_t last_job = -1;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t job_id = sqlite3_column_int64(s, 0);
+        if (job_id == last_job) {
+            job_summary_count(s, &out->jobs[out->n - 1]);
+            continue;
+        }
+        last_job = job_id;
         if (out->n == cap) {
             cap = cap == 0 ? 16 : cap * 2;
             struct bo_job_summary *p = bo_reallocarray(out->jobs, cap, sizeof(*p));
@@ -4199,10 +4210,11 @@ int bo_store_job_summaries(struct bo_store *st, const char *role, struct bo_job_
         }
         struct bo_job_summary *js = &out->jobs[out->n++];
         memset(js, 0, sizeof(*js));
-        rc = job_summary_fill(c, s, js, &tmp, err);
+        rc = job_summary_fill(s, js, &tmp, err);
         if (rc != BO_OK) {
             break;
         }
+        job_summary_count(s, js);
     }
     if (rc == BO_OK && step != SQLITE_DONE) {
         rc = sql_fail(c->db, step, err, "job summaries");
