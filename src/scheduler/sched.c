@@ -786,13 +786,9 @@ int sched_transition(struct bo_sched *s, struct sched_batch *b, Bo__ScheduledTas
             account(s, t, false);
             pjobs_retry_all(s);
         }
-        if (bo_tsm_is_transient(r.to)) {
-            rc = batch_deadline(b, now + s->cfg.transient_timeout_ms, DL_TRANSIENT, a->task_id,
-                                r.to, 0);
-            if (rc != BO_OK) {
-                return bo_errf(err, rc, "out of memory");
-            }
-        }
+        /* Transient states time out through the periodic scan (tick_cb):
+         * a deadline per task would hold memory for every task placed in
+         * the last timeout window, a million in a big burst. */
         if (r.to == BO__SCHEDULE_STATUS__PARTITIONED) {
             const Bo__PartitionPolicy *pp = a->task != NULL ? a->task->partition_policy : NULL;
             bool resched = pp == NULL || pp->reschedule;
@@ -1297,18 +1293,6 @@ static int run_deadline(struct bo_sched *s, struct sched_batch *b, struct sched_
     batch_touch(b, id);
     int64_t now = sched_now_ms(s);
     switch (w->dl_kind) {
-    case DL_TRANSIENT: {
-        int64_t since =
-            t->n_task_events > 0 ? t->task_events[t->n_task_events - 1]->timestamp_ms : 0;
-        if (since + s->cfg.transient_timeout_ms > now) {
-            return batch_deadline(b, since + s->cfg.transient_timeout_ms, DL_TRANSIENT, id,
-                                  w->dl.status, 0);
-        }
-        s->stats.timed_out_tasks++;
-        char msg[128];
-        snprintf(msg, sizeof(msg), "Task timed out in state %s", bo_tsm_status_name(t->status));
-        return sched_transition(s, b, t, BO__SCHEDULE_STATUS__LOST, msg, err);
-    }
     case DL_KILL_RETRY: {
         rc = sched_queue_kill(s, b, t->assigned_task->slave_id, id);
         if (rc != BO_OK) {
@@ -1327,10 +1311,48 @@ static int run_deadline(struct bo_sched *s, struct sched_batch *b, struct sched_
     }
 }
 
+/* Tasks in a transient state (ASSIGNED, KILLING, RESTARTING, DRAINING,
+ * PREEMPTING) for longer than the timeout become LOST. The statuses are
+ * indexed and few tasks are in them at a time, so a scan every few seconds
+ * costs little and needs no memory per task. */
+static int run_transient_scan(struct bo_sched *s, struct sched_batch *b, struct bo_err *err)
+{
+    static const Bo__ScheduleStatus transient[] = {
+        BO__SCHEDULE_STATUS__ASSIGNED,   BO__SCHEDULE_STATUS__KILLING,
+        BO__SCHEDULE_STATUS__RESTARTING, BO__SCHEDULE_STATUS__DRAINING,
+        BO__SCHEDULE_STATUS__PREEMPTING,
+    };
+    struct bo_task_query q = {.statuses = transient,
+                              .n_statuses = sizeof(transient) / sizeof(*transient),
+                              .limit = 20000};
+    struct bo_task_list *l;
+    int rc = sched_query(s, b, &q, true, &l, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    int64_t now = sched_now_ms(s);
+    for (size_t i = 0; i < l->n && rc == BO_OK; i++) {
+        Bo__ScheduledTask *t = l->tasks[i];
+        int64_t since =
+            t->n_task_events > 0 ? t->task_events[t->n_task_events - 1]->timestamp_ms : now;
+        if (now - since < s->cfg.transient_timeout_ms ||
+            !batch_touch(b, t->assigned_task->task_id)) {
+            continue;
+        }
+        s->stats.timed_out_tasks++;
+        char msg[128];
+        snprintf(msg, sizeof(msg), "Task timed out in state %s", bo_tsm_status_name(t->status));
+        rc = sched_transition(s, b, t, BO__SCHEDULE_STATUS__LOST, msg, err);
+    }
+    return rc;
+}
+
 static int run_work(struct bo_sched *s, struct sched_batch *b, struct sched_work *w,
                     struct bo_err *err)
 {
     switch (w->kind) {
+    case W_TRANSIENT_SCAN:
+        return run_transient_scan(s, b, err);
     case W_OP:
         return sched_run_op(s, b, w, err);
     case W_DEADLINE:
@@ -1439,6 +1461,17 @@ static void tick_cb(uv_timer_t *h)
                 w->args = json_pack("{s:s}", "key", c->key);
                 queue_push(s, w);
             }
+        }
+    }
+    /* Transient states: scanned every few seconds (a tenth of the timeout,
+     * between 250 ms and 10 s). */
+    int64_t scan_every = s->cfg.transient_timeout_ms / 10;
+    scan_every = scan_every < TICK_MS ? TICK_MS : scan_every > 10000 ? 10000 : scan_every;
+    if (now - s->last_transient_scan_ms >= scan_every) {
+        s->last_transient_scan_ms = now;
+        struct sched_work *w = work_new(W_TRANSIENT_SCAN);
+        if (w != NULL) {
+            queue_push(s, w);
         }
     }
     /* Task history: pruned every minute, or more often when it is kept
@@ -1580,7 +1613,6 @@ static void rebuild(struct bo_sched *s)
             }
         }
         if (bo_tsm_is_transient(t->status)) {
-            push_dl(s, since + s->cfg.transient_timeout_ms, DL_TRANSIENT, a->task_id, t->status);
             if (t->status != BO__SCHEDULE_STATUS__ASSIGNED) {
                 push_dl(s, now + s->cfg.kill_retry_initial_ms, DL_KILL_RETRY, a->task_id,
                         t->status);

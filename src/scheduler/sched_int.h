@@ -60,11 +60,10 @@ struct sched_cron {
 };
 
 enum sched_deadline {
-    DL_TRANSIENT = 1, /* a task in a transient state too long */
-    DL_KILL_RETRY,    /* re-send a kill */
-    DL_THROTTLE,      /* THROTTLED -> PENDING */
-    DL_PARTITION,     /* PARTITIONED -> LOST */
-    DL_CRON_LAUNCH,   /* a KILL_EXISTING cron run waiting for the old run to end */
+    DL_KILL_RETRY = 1, /* re-send a kill */
+    DL_THROTTLE,       /* THROTTLED -> PENDING */
+    DL_PARTITION,      /* PARTITIONED -> LOST */
+    DL_CRON_LAUNCH,    /* a KILL_EXISTING cron run waiting for the old run to end */
 };
 
 struct sched_dl {
@@ -80,9 +79,10 @@ enum sched_work_kind {
     W_DEADLINE,
     W_RECONCILE, /* args: {agent_id, host, tasks} */
     W_CRON_TRIGGER,
-    W_DRAIN_CHECK, /* args: {host} */
-    W_HOST_ATTRS,  /* args: HostAttributes to save when changed */
-    W_PRUNE,       /* terminal task history beyond its age or count */
+    W_DRAIN_CHECK,    /* args: {host} */
+    W_HOST_ATTRS,     /* args: HostAttributes to save when changed */
+    W_PRUNE,          /* terminal task history beyond its age or count */
+    W_TRANSIENT_SCAN, /* tasks too long in a transient state */
 };
 
 struct sched_work {
@@ -172,6 +172,7 @@ struct bo_sched {
     uv_idle_t drain_idle;
     uv_timer_t tick;
     int64_t last_prune_ms;
+    int64_t last_transient_scan_ms;
 
     struct bo_sched_stats stats;
     struct bo_metrics_series *append_latency;
