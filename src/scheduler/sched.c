@@ -181,50 +181,60 @@ int batch_own_msg(struct sched_batch *b, ProtobufCMessage *m)
     return BO_OK;
 }
 
-/* Saves go into one SaveTasks op as long as nothing else comes between. */
+/* Saves go into one op as long as nothing else comes between: SaveTasks for
+ * tasks created in this batch (their config goes to the log once), and
+ * SaveTaskStates for tasks the store has (config left out of the entry). */
 int batch_save_task(struct sched_batch *b, Bo__ScheduledTask *t)
 {
-    Bo__Op *last = b->n_ops > 0 ? b->ops[b->n_ops - 1] : NULL;
-    if (last == NULL || last->op_case != BO__OP__OP_SAVE_TASKS) {
-        Bo__Op *op = bo_calloc(1, sizeof(*op));
-        Bo__SaveTasks *st = bo_calloc(1, sizeof(*st));
-        if (op == NULL || st == NULL) {
-            bo_free(op);
-            bo_free(st);
-            return BO_ENOMEM;
-        }
-        bo__op__init(op);
-        bo__save_tasks__init(st);
-        op->op_case = BO__OP__OP_SAVE_TASKS;
-        op->save_tasks = st;
-        if (batch_add_op(b, op) != BO_OK) {
-            bo_free(op);
-            bo_free(st);
-            return BO_ENOMEM;
-        }
-        last = op;
-    }
-    Bo__SaveTasks *st = last->save_tasks;
-    /* The same task saved twice in one op: it is there once, and the later
-     * state wins since the op points at the task itself. */
     const char *id = t->assigned_task->task_id;
     struct sched_touch *tt = touch_find(b, id);
     if (tt == NULL) {
         tt = touch_add(b, id);
     }
-    if (tt != NULL && tt->saved == t && tt->saved_op == st) {
-        return BO_OK;
-    }
-    if (st->n_tasks == 0) {
+    bool created = tt != NULL && tt->created;
+    int want = created ? BO__OP__OP_SAVE_TASKS : BO__OP__OP_SAVE_TASK_STATES;
+    Bo__Op *last = b->n_ops > 0 ? b->ops[b->n_ops - 1] : NULL;
+    if (last == NULL || (int)last->op_case != want) {
+        Bo__Op *op = bo_calloc(1, sizeof(*op));
+        void *body = created ? (void *)bo_calloc(1, sizeof(Bo__SaveTasks))
+                             : (void *)bo_calloc(1, sizeof(Bo__SaveTaskStates));
+        if (op == NULL || body == NULL) {
+            bo_free(op);
+            bo_free(body);
+            return BO_ENOMEM;
+        }
+        bo__op__init(op);
+        if (created) {
+            bo__save_tasks__init(body);
+            op->save_tasks = body;
+        } else {
+            bo__save_task_states__init(body);
+            op->save_task_states = body;
+        }
+        op->op_case = (Bo__Op__OpCase)want;
+        if (batch_add_op(b, op) != BO_OK) {
+            bo_free(op);
+            bo_free(body);
+            return BO_ENOMEM;
+        }
+        last = op;
         b->cap_save = 0;
     }
-    if (grow((void **)&st->tasks, &b->cap_save, st->n_tasks + 1, sizeof(*st->tasks)) != BO_OK) {
+    Bo__ScheduledTask ***tasks =
+        created ? &last->save_tasks->tasks : &last->save_task_states->tasks;
+    size_t *n = created ? &last->save_tasks->n_tasks : &last->save_task_states->n_tasks;
+    /* The same task saved twice in one op: it is there once, and the later
+     * state wins since the op points at the task itself. */
+    if (tt != NULL && tt->saved == t && tt->saved_op == last) {
+        return BO_OK;
+    }
+    if (grow((void **)tasks, &b->cap_save, *n + 1, sizeof(**tasks)) != BO_OK) {
         return BO_ENOMEM;
     }
-    st->tasks[st->n_tasks++] = t;
+    (*tasks)[(*n)++] = t;
     if (tt != NULL) {
         tt->saved = t;
-        tt->saved_op = st;
+        tt->saved_op = last;
     }
     b->n_tasks_saved++;
     return BO_OK;
@@ -347,6 +357,10 @@ static void batch_free(struct sched_batch *b)
             bo_free(op->save_tasks->tasks);
             op->save_tasks->tasks = NULL;
             op->save_tasks->n_tasks = 0;
+        } else if (op->op_case == BO__OP__OP_SAVE_TASK_STATES) {
+            bo_free(op->save_task_states->tasks);
+            op->save_task_states->tasks = NULL;
+            op->save_task_states->n_tasks = 0;
         }
         bo__op__free_unpacked(op, NULL);
     }
@@ -677,6 +691,10 @@ static int build_task(struct sched_batch *b, const Bo__JobKey *job, Bo__TaskConf
                        rc != BO_OK ? "no randomness" : "out of memory");
     }
     a->task = config;
+    struct sched_touch *tt = touch_add(b, a->task_id);
+    if (tt != NULL) {
+        tt->created = true;
+    }
     *out = t;
     return BO_OK;
 }
@@ -1184,6 +1202,48 @@ static void batch_abort(struct bo_sched *s, struct sched_batch *b, int status, c
     }
 }
 
+/* Write the batch. State saves go to the log without their config: the
+ * config pointers are set aside while the entry is encoded (synchronously,
+ * inside bo_storage_write) and put back after. */
+static int write_batch(struct bo_sched *s, struct sched_batch *b, const Bo__Transaction *txn,
+                       struct bo_err *err)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_ops; i++) {
+        if (b->ops[i]->op_case == BO__OP__OP_SAVE_TASK_STATES) {
+            n += b->ops[i]->save_task_states->n_tasks;
+        }
+    }
+    Bo__TaskConfig **kept = n > 0 ? bo_calloc(n, sizeof(*kept)) : NULL;
+    if (n > 0 && kept == NULL) {
+        return bo_errf(err, BO_ENOMEM, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < b->n_ops; i++) {
+        if (b->ops[i]->op_case != BO__OP__OP_SAVE_TASK_STATES) {
+            continue;
+        }
+        Bo__SaveTaskStates *st = b->ops[i]->save_task_states;
+        for (size_t j = 0; j < st->n_tasks; j++) {
+            kept[k++] = st->tasks[j]->assigned_task->task;
+            st->tasks[j]->assigned_task->task = NULL;
+        }
+    }
+    int rc = bo_storage_write(s->storage, &b->req, txn, batch_committed, err);
+    k = 0;
+    for (size_t i = 0; i < b->n_ops; i++) {
+        if (b->ops[i]->op_case != BO__OP__OP_SAVE_TASK_STATES) {
+            continue;
+        }
+        Bo__SaveTaskStates *st = b->ops[i]->save_task_states;
+        for (size_t j = 0; j < st->n_tasks; j++) {
+            st->tasks[j]->assigned_task->task = kept[k++];
+        }
+    }
+    bo_free(kept);
+    return rc;
+}
+
 static void drain(struct bo_sched *s)
 {
     if (s->inflight != NULL || s->closing) {
@@ -1205,6 +1265,12 @@ static void drain(struct bo_sched *s)
     b->s = s;
     b->started_ns = uv_hrtime();
     s->batch_seq++;
+    /* One read transaction for all the batch's reads (ended by the
+     * storage's flush at the end of this loop turn). */
+    struct bo_err rerr = BO_ERR_INIT;
+    if (bo_store_read_begin(s->store, &rerr) != BO_OK) {
+        bo_warn("scheduler: %s", rerr.msg);
+    }
     struct bo_err err = BO_ERR_INIT;
     int rc = BO_OK;
     struct sched_work *w;
@@ -1256,7 +1322,7 @@ static void drain(struct bo_sched *s)
     b->req.data = b;
     s->inflight = b;
     s->stats.batches++;
-    rc = bo_storage_write(s->storage, &b->req, &txn, batch_committed, &err);
+    rc = write_batch(s, b, &txn, &err);
     if (rc != BO_OK) {
         s->inflight = NULL;
         bo_warn("scheduler: write failed: %s", bo_err_msg(&err, rc));

@@ -117,7 +117,8 @@ struct sched_post_dl {
 struct sched_touch {
     char *key;
     const void *saved;    /* the task saved under this id in the batch, if any */
-    const void *saved_op; /* ... in this SaveTasks op */
+    const void *saved_op; /* ... in this op */
+    bool created;         /* a task created in this batch (not in the store yet) */
     UT_hash_handle hh;
 };
 

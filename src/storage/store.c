@@ -985,6 +985,7 @@ static const char *op_name(int op_case)
         [BO__OP__OP_SAVE_HOST_MAINTENANCE_REQUEST] = "save_host_maintenance_request",
         [BO__OP__OP_REMOVE_HOST_MAINTENANCE_REQUEST] = "remove_host_maintenance_request",
         [BO__OP__OP_SAVE_SCHEDULER_METADATA] = "save_scheduler_metadata",
+        [BO__OP__OP_SAVE_TASK_STATES] = "save_task_states",
     };
     if (op_case < 0 || (size_t)op_case >= sizeof(names) / sizeof(names[0])) {
         return "unknown";
@@ -1071,6 +1072,23 @@ static bool check_save_tasks(const Bo__SaveTasks *op, char *why, size_t n)
     }
     bo_free(ids);
     return ok;
+}
+
+static bool check_task_states(const Bo__SaveTaskStates *op, char *why, size_t n)
+{
+    for (size_t i = 0; i < op->n_tasks; i++) {
+        const Bo__ScheduledTask *t = op->tasks[i];
+        if (t == NULL || t->assigned_task == NULL || str_empty(t->assigned_task->task_id)) {
+            return WHY("task %zu: missing assigned_task.task_id", i);
+        }
+        if (t->assigned_task->task != NULL) {
+            return WHY("task %zu: carries a config (use save_tasks)", i);
+        }
+        if (!status_known((int)t->status)) {
+            return WHY("task %zu: unknown status %d", i, (int)t->status);
+        }
+    }
+    return true;
 }
 
 static bool check_cron_job(const Bo__JobConfiguration *jc, char *why, size_t n)
@@ -1195,6 +1213,8 @@ static bool check_op(const Bo__Op *op, char *why, size_t n)
     switch (op->op_case) {
     case BO__OP__OP_SAVE_TASKS:
         return check_save_tasks(op->save_tasks, why, n);
+    case BO__OP__OP_SAVE_TASK_STATES:
+        return check_task_states(op->save_task_states, why, n);
     case BO__OP__OP_REMOVE_TASKS:
         return true; /* missing ids are ignored */
     case BO__OP__OP_SAVE_CRON_JOB:
@@ -1380,33 +1400,28 @@ static int host_id(struct conn *c, const char *name, size_t len, int64_t *id, st
 
 /* Insert or replace by task id. The new config is referenced before the old
  * one is released so a task keeping its config never deletes it. */
-static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
-                     struct bo_err *err)
+/* Write a task's row and body, given its config and job; `old` is its row
+ * before (replace) or NULL (insert). Keeps the config reference counts and
+ * per-status counts right. */
+static int task_write(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
+                      int64_t config_id, int64_t job_id, const struct task_row *old,
+                      struct bo_err *err)
 {
     const Bo__AssignedTask *a = t->assigned_task;
-    int64_t config_id, job_id;
-    int rc = config_intern(st, c, a->task, &config_id, &job_id, err);
-    if (rc != BO_OK) {
-        return rc;
-    }
-    if (encode_partial_task(t, &st->part) != BO_OK) {
-        return bo_errf(err, BO_ENOMEM, "encode task: out of memory");
-    }
-    struct task_row old;
-    rc = task_find(c, a->task_id, &old, err);
-    if (rc != BO_OK && rc != BO_ENOTFOUND) {
-        return rc;
-    }
-    bool replace = rc == BO_OK;
+    bool replace = old != NULL;
     /* A status change keeps the config: its reference count stays, and the
      * per-status counts move only when the status (or job) does. */
-    bool same_config = replace && old.config_id == config_id;
-    bool same_count = replace && old.job_id == job_id && old.status == (int)t->status;
+    bool same_config = replace && old->config_id == config_id;
+    bool same_count = replace && old->job_id == job_id && old->status == (int)t->status;
+    int rc;
     if (!same_config) {
         rc = config_ref(c, config_id, 1, 1, err);
         if (rc != BO_OK) {
             return rc;
         }
+    }
+    if (encode_partial_task(t, &st->part) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "encode task: out of memory");
     }
     const char *host = a->slave_host != NULL ? a->slave_host : "";
     int64_t hid;
@@ -1421,7 +1436,7 @@ static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTas
     }
     int k = 1;
     if (replace) {
-        sqlite3_bind_int64(s, k++, old.id);
+        sqlite3_bind_int64(s, k++, old->id);
     } else {
         sqlite3_bind_null(s, k++);
         bind_str(s, k++, a->task_id);
@@ -1435,23 +1450,57 @@ static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTas
     if (rc != BO_OK) {
         return rc;
     }
-    rc = body_put(c, replace ? old.id : sqlite3_last_insert_rowid(c->db), config_id, st->part.data,
+    rc = body_put(c, replace ? old->id : sqlite3_last_insert_rowid(c->db), config_id, st->part.data,
                   st->part.len, err);
     if (rc != BO_OK) {
         return rc;
     }
     if (same_count) {
-        return same_config ? BO_OK : config_unref(st, c, old.config_id, true, err);
+        return same_config ? BO_OK : config_unref(st, c, old->config_id, true, err);
     }
     rc = counts_add(c, job_id, (int)t->status, 1, err);
     if (rc != BO_OK || !replace) {
         return rc;
     }
-    rc = counts_add(c, old.job_id, old.status, -1, err);
+    rc = counts_add(c, old->job_id, old->status, -1, err);
     if (rc != BO_OK || same_config) {
         return rc;
     }
-    return config_unref(st, c, old.config_id, true, err);
+    return config_unref(st, c, old->config_id, true, err);
+}
+
+static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
+                     struct bo_err *err)
+{
+    const Bo__AssignedTask *a = t->assigned_task;
+    int64_t config_id, job_id;
+    int rc = config_intern(st, c, a->task, &config_id, &job_id, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct task_row old;
+    rc = task_find(c, a->task_id, &old, err);
+    if (rc != BO_OK && rc != BO_ENOTFOUND) {
+        return rc;
+    }
+    return task_write(st, c, t, config_id, job_id, rc == BO_OK ? &old : NULL, err);
+}
+
+/* A new state of a stored task: its config and job stay. A task the store
+ * does not have is skipped (the leader checks before it appends; replicas
+ * skip alike, so they agree). */
+static int save_task_state(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
+                           struct bo_err *err)
+{
+    struct task_row old;
+    int rc = task_find(c, t->assigned_task->task_id, &old, err);
+    if (rc == BO_ENOTFOUND) {
+        return BO_OK;
+    }
+    if (rc != BO_OK) {
+        return rc;
+    }
+    return task_write(st, c, t, old.config_id, old.job_id, &old, err);
 }
 
 static int remove_task(struct bo_store *st, struct conn *c, const char *task_id, struct bo_err *err)
@@ -1965,6 +2014,15 @@ static int apply_op(struct bo_store *st, struct conn *c, const Bo__Op *op, struc
             }
         }
         return rc;
+    case BO__OP__OP_SAVE_TASK_STATES:
+        for (size_t i = 0; i < op->save_task_states->n_tasks && rc == BO_OK; i++) {
+            const Bo__ScheduledTask *t = op->save_task_states->tasks[i];
+            rc = save_task_state(st, c, t, err);
+            if (rc != BO_OK) {
+                rc = bo_err_wrapf(err, rc, "task '%s'", t->assigned_task->task_id);
+            }
+        }
+        return rc;
     case BO__OP__OP_REMOVE_TASKS:
         for (size_t i = 0; i < op->remove_tasks->n_task_ids && rc == BO_OK; i++) {
             rc = remove_task(st, c, op->remove_tasks->task_ids[i], err);
@@ -2074,6 +2132,18 @@ int bo_store_flush(struct bo_store *st, struct bo_err *err)
         return BO_OK;
     }
     return run_stmt(&st->main, S_COMMIT, err, "flush");
+}
+
+int bo_store_read_begin(struct bo_store *st, struct bo_err *err)
+{
+    if (!st->group_commit || st->group_open || st->main.db == NULL) {
+        return BO_OK;
+    }
+    int rc = run_stmt(&st->main, S_BEGIN, err, "begin reads");
+    if (rc == BO_OK) {
+        st->group_open = true;
+    }
+    return rc;
 }
 
 bool bo_store_pending(const struct bo_store *st)

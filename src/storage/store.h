@@ -74,6 +74,10 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
  * nothing is lost by committing later. Off by default. */
 void bo_store_set_group_commit(struct bo_store *st, bool on);
 int bo_store_flush(struct bo_store *st, struct bo_err *err);
+/* With group commit on: open the group's transaction now, so that a run of
+ * reads on the owning thread shares one read lock instead of taking one per
+ * statement; bo_store_flush ends it like any group. */
+int bo_store_read_begin(struct bo_store *st, struct bo_err *err);
 /* True if applied entries wait for bo_store_flush. */
 bool bo_store_pending(const struct bo_store *st);
 

@@ -492,10 +492,15 @@ static json_t *op_json(const Bo__Op *op)
         protobuf_c_message_descriptor_get_field(&bo__op__descriptor, op->op_case);
     json_object_set_new(o, "op", json_string(f != NULL ? f->name : "unknown"));
     switch (op->op_case) {
-    case BO__OP__OP_SAVE_TASKS: {
+    case BO__OP__OP_SAVE_TASKS:
+    case BO__OP__OP_SAVE_TASK_STATES: {
         json_t *ids = json_array();
-        for (size_t i = 0; i < op->save_tasks->n_tasks; i++) {
-            const Bo__AssignedTask *a = op->save_tasks->tasks[i]->assigned_task;
+        bool states = op->op_case == BO__OP__OP_SAVE_TASK_STATES;
+        size_t n = states ? op->save_task_states->n_tasks : op->save_tasks->n_tasks;
+        for (size_t i = 0; i < n; i++) {
+            const Bo__ScheduledTask *t =
+                states ? op->save_task_states->tasks[i] : op->save_tasks->tasks[i];
+            const Bo__AssignedTask *a = t->assigned_task;
             json_array_append_new(ids, json_string(a != NULL && a->task_id ? a->task_id : ""));
         }
         json_object_set_new(o, "task_ids", ids);

@@ -765,6 +765,72 @@ static void test_rollback(void **state)
     bo_store_close(st);
 }
 
+static void txn_save_states(Bo__Transaction *t, Bo__ScheduledTask **tasks, size_t n)
+{
+    Bo__Op *op = txn_op(t, BO__OP__OP_SAVE_TASK_STATES);
+    op->save_task_states = bo_calloc(1, sizeof(*op->save_task_states));
+    bo__save_task_states__init(op->save_task_states);
+    op->save_task_states->tasks = bo_calloc(n, sizeof(*tasks));
+    memcpy(op->save_task_states->tasks, tasks, n * sizeof(*tasks));
+    op->save_task_states->n_tasks = n;
+}
+
+/* SaveTaskStates: a new state without the config keeps the stored config,
+ * and gives the same state as SaveTasks with the config; unknown tasks are
+ * skipped; a config in it is refused. */
+static void test_task_states(void **state)
+{
+    (void)state;
+    struct bo_store *a = open_store("states-a.db");
+    struct bo_store *b = open_store("states-b.db");
+    uint64_t index = load_workload(a, 0);
+    assert_int_equal(load_workload(b, 0), index);
+    uint64_t configs = counts_of(a).configs;
+
+    Bo__Transaction *t = txn_new();
+    txn_save_task(t, mk_task("web-0", mk_config("www", "prod", "web", 0, true), 0,
+                             BO__SCHEDULE_STATUS__RUNNING, "host-c"));
+    apply_ok(a, t, index + 1);
+    t = txn_new();
+    Bo__ScheduledTask *st = mk_task("web-0", NULL, 0, BO__SCHEDULE_STATUS__RUNNING, "host-c");
+    txn_save_states(t, &st, 1);
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_store_validate(b, t, &err), BO_OK);
+    apply_ok(b, t, index + 1);
+    assert_true(digest_of(a) == digest_of(b));
+    assert_int_equal(counts_of(b).configs, configs);
+
+    const char *ids[1] = {"web-0"};
+    struct bo_task_query q = {.task_ids = ids, .n_task_ids = 1};
+    struct bo_task_list l;
+    query(b, &q, &l);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.tasks[0]->status, BO__SCHEDULE_STATUS__RUNNING);
+    assert_string_equal(l.tasks[0]->assigned_task->slave_host, "host-c");
+    assert_non_null(l.tasks[0]->assigned_task->task);
+    assert_string_equal(l.tasks[0]->assigned_task->task->job->name, "web");
+    bo_task_list_release(&l);
+
+    /* unknown task: skipped on apply, alike on every replica */
+    uint64_t before = digest_of(b);
+    t = txn_new();
+    st = mk_task("nope", NULL, 0, BO__SCHEDULE_STATUS__RUNNING, NULL);
+    txn_save_states(t, &st, 1);
+    apply_ok(b, t, index + 2);
+    assert_true(digest_of(b) == before);
+
+    /* a state that carries a config is not a state */
+    t = txn_new();
+    st = mk_task("web-1", mk_config("www", "prod", "web", 0, false), 1,
+                 BO__SCHEDULE_STATUS__RUNNING, NULL);
+    txn_save_states(t, &st, 1);
+    memset(&err, 0, sizeof(err));
+    apply_expect(b, t, index + 3, BO_EINVAL, &err);
+    assert_non_null(strstr(err.msg, "carries a config"));
+    bo_store_close(a);
+    bo_store_close(b);
+}
+
 static void test_query_filters(void **state)
 {
     (void)state;
@@ -1745,6 +1811,7 @@ int main(void)
         cmocka_unit_test(test_config_dedup),
         cmocka_unit_test(test_config_collection),
         cmocka_unit_test(test_rollback),
+        cmocka_unit_test(test_task_states),
         cmocka_unit_test(test_query_filters),
         cmocka_unit_test(test_summaries),
         cmocka_unit_test(test_config_groups),
