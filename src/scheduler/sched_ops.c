@@ -748,25 +748,37 @@ static int create_tasks(struct bo_sched *s, struct sched_batch *b, const Bo__Job
     return BO_OK;
 }
 
-static int op_create_job(struct bo_sched *s, struct sched_batch *b, struct sched_work *w,
-                         struct bo_err *err)
+/* The start shared by create and cron schedule: decode and check the job
+ * (answering the request on a bad one), and read its active tasks. Returns
+ * 1 if the job is touched by the batch already (retry in the next one), and
+ * sets *jc to NULL when the request was answered. */
+static int job_request(struct bo_sched *s, struct sched_batch *b, struct sched_work *w, bool cron,
+                       Bo__JobConfiguration **jc, char *key, size_t key_size,
+                       struct bo_task_list **active, struct bo_err *err)
 {
-    Bo__JobConfiguration *jc;
-    int rc = decode_job(s, w->args, false, &jc, err);
+    *jc = NULL;
+    int rc = decode_job(s, w->args, cron, jc, err);
     if (rc != BO_OK) {
         work_fail(w, rc, bo_err_msg(err, rc));
         return BO_OK;
     }
-    char key[512];
-    job_key_str(jc->key, key, sizeof(key));
-    if (batch_touched(b, key)) {
-        bo__job_configuration__free_unpacked(jc, NULL);
-        return 1;
-    }
-    struct bo_task_list *l;
-    rc = active_tasks(s, b, jc->key, NULL, 0, &l, err);
+    job_key_str((*jc)->key, key, key_size);
+    rc = batch_touched(b, key) ? 1 : active_tasks(s, b, (*jc)->key, NULL, 0, active, err);
     if (rc != BO_OK) {
-        bo__job_configuration__free_unpacked(jc, NULL);
+        bo__job_configuration__free_unpacked(*jc, NULL);
+        *jc = NULL;
+    }
+    return rc;
+}
+
+static int op_create_job(struct bo_sched *s, struct sched_batch *b, struct sched_work *w,
+                         struct bo_err *err)
+{
+    Bo__JobConfiguration *jc;
+    char key[512];
+    struct bo_task_list *l;
+    int rc = job_request(s, b, w, false, &jc, key, sizeof(key), &l, err);
+    if (rc != BO_OK || jc == NULL) {
         return rc;
     }
     Bo__JobConfiguration *cron = NULL;
@@ -1084,22 +1096,10 @@ static int op_schedule_cron(struct bo_sched *s, struct sched_batch *b, struct sc
                             struct bo_err *err)
 {
     Bo__JobConfiguration *jc;
-    int rc = decode_job(s, w->args, true, &jc, err);
-    if (rc != BO_OK) {
-        work_fail(w, rc, bo_err_msg(err, rc));
-        return BO_OK;
-    }
     char key[512];
-    job_key_str(jc->key, key, sizeof(key));
-    if (batch_touched(b, key)) {
-        bo__job_configuration__free_unpacked(jc, NULL);
-        return 1;
-    }
-    /* A running non-cron job of the same key blocks it. */
-    struct bo_task_list *l;
-    rc = active_tasks(s, b, jc->key, NULL, 0, &l, err);
-    if (rc != BO_OK) {
-        bo__job_configuration__free_unpacked(jc, NULL);
+    struct bo_task_list *l; /* a running non-cron job of the same key blocks it */
+    int rc = job_request(s, b, w, true, &jc, key, sizeof(key), &l, err);
+    if (rc != BO_OK || jc == NULL) {
         return rc;
     }
     Bo__JobConfiguration *old = NULL;
