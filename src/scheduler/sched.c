@@ -930,12 +930,14 @@ static int place_job(struct bo_sched *s, struct sched_batch *b, struct sched_pjo
         if (rc != BO_OK) {
             return rc;
         }
+        json_t *cfg_json = NULL;
         struct bo_place_result res = BO_PLACE_RESULT_INIT;
         rc = bo_place_tasks(s->place, &req, n, &res, err);
         s->stats.schedule_attempts += n;
         if (rc != BO_OK) {
             bo_place_result_release(&res);
             bo_place_request_release(&req);
+            json_decref(cfg_json);
             return rc;
         }
         for (size_t k = 0; k < res.n_placed; k++) {
@@ -947,6 +949,7 @@ static int place_job(struct bo_sched *s, struct sched_batch *b, struct sched_pjo
                 pb_set_str(&a->slave_id, slot->agent_id != NULL ? slot->agent_id : "") != BO_OK) {
                 bo_place_result_release(&res);
                 bo_place_request_release(&req);
+                json_decref(cfg_json);
                 return bo_errf(err, BO_ENOMEM, "out of memory");
             }
             if (req.n_ports > 0) {
@@ -954,6 +957,7 @@ static int place_job(struct bo_sched *s, struct sched_batch *b, struct sched_pjo
                 if (pv == NULL) {
                     bo_place_result_release(&res);
                     bo_place_request_release(&req);
+                    json_decref(cfg_json);
                     return bo_errf(err, BO_ENOMEM, "out of memory");
                 }
                 a->assigned_ports = pv;
@@ -975,14 +979,26 @@ static int place_job(struct bo_sched *s, struct sched_batch *b, struct sched_pjo
             if (rc != BO_OK) {
                 bo_place_result_release(&res);
                 bo_place_request_release(&req);
+                json_decref(cfg_json);
                 return rc;
             }
+            /* The group's config is encoded once and shared by its launch
+             * commands (jansson values are reference counted). */
+            if (cfg_json == NULL) {
+                cfg_json = bo_pbjson_encode(&cfg->base, 0);
+            }
+            a->task = NULL;
             json_t *task = bo_pbjson_encode(&t->base, 0);
+            a->task = cfg;
+            if (task != NULL && cfg_json != NULL) {
+                json_object_set(json_object_get(task, "assigned_task"), "task", cfg_json);
+            }
             json_t *cmd =
                 json_pack("{s:s, s:s, s:o}", "type", "launch", "task_id", a->task_id, "task", task);
             if (cmd == NULL || batch_effect(b, a->slave_id, a->task_id, cmd, true) != BO_OK) {
                 bo_place_result_release(&res);
                 bo_place_request_release(&req);
+                json_decref(cfg_json);
                 return bo_errf(err, BO_ENOMEM, "out of memory");
             }
             (*placed)++;
@@ -997,6 +1013,7 @@ static int place_job(struct bo_sched *s, struct sched_batch *b, struct sched_pjo
         }
         bo_place_result_release(&res);
         bo_place_request_release(&req);
+        json_decref(cfg_json);
     }
     if (!all) {
         p->retry_at_ms = sched_now_ms(s) + s->cfg.unplaced_backoff_ms;
