@@ -29,6 +29,7 @@
  */
 #include "scheduler/sched_int.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -181,6 +182,26 @@ int batch_own_msg(struct sched_batch *b, ProtobufCMessage *m)
     return BO_OK;
 }
 
+void *batch_op(struct sched_batch *b, Bo__Op__OpCase kind)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(&bo__op__descriptor, (unsigned)kind);
+    assert(f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE);
+    const ProtobufCMessageDescriptor *d = f->descriptor;
+    Bo__Op *op = bo_calloc(1, sizeof(*op));
+    ProtobufCMessage *body = bo_calloc(1, d->sizeof_message);
+    if (op == NULL || body == NULL || batch_add_op(b, op) != BO_OK) {
+        bo_free(op);
+        bo_free(body);
+        return NULL;
+    }
+    bo__op__init(op);
+    protobuf_c_message_init(d, body);
+    op->op_case = kind;
+    *(ProtobufCMessage **)((char *)op + f->offset) = body;
+    return body;
+}
+
 /* Saves go into one op as long as nothing else comes between: SaveTasks for
  * tasks created in this batch (their config goes to the log once), and
  * SaveTaskStates for tasks the store has (config left out of the entry). */
@@ -195,29 +216,10 @@ int batch_save_task(struct sched_batch *b, Bo__ScheduledTask *t)
     int want = created ? BO__OP__OP_SAVE_TASKS : BO__OP__OP_SAVE_TASK_STATES;
     Bo__Op *last = b->n_ops > 0 ? b->ops[b->n_ops - 1] : NULL;
     if (last == NULL || (int)last->op_case != want) {
-        Bo__Op *op = bo_calloc(1, sizeof(*op));
-        void *body = created ? (void *)bo_calloc(1, sizeof(Bo__SaveTasks))
-                             : (void *)bo_calloc(1, sizeof(Bo__SaveTaskStates));
-        if (op == NULL || body == NULL) {
-            bo_free(op);
-            bo_free(body);
+        if (batch_op(b, (Bo__Op__OpCase)want) == NULL) {
             return BO_ENOMEM;
         }
-        bo__op__init(op);
-        if (created) {
-            bo__save_tasks__init(body);
-            op->save_tasks = body;
-        } else {
-            bo__save_task_states__init(body);
-            op->save_task_states = body;
-        }
-        op->op_case = (Bo__Op__OpCase)want;
-        if (batch_add_op(b, op) != BO_OK) {
-            bo_free(op);
-            bo_free(body);
-            return BO_ENOMEM;
-        }
-        last = op;
+        last = b->ops[b->n_ops - 1];
         b->cap_save = 0;
     }
     Bo__ScheduledTask ***tasks =
@@ -244,23 +246,10 @@ int batch_remove_task(struct sched_batch *b, const char *task_id)
 {
     Bo__Op *last = b->n_ops > 0 ? b->ops[b->n_ops - 1] : NULL;
     if (last == NULL || last->op_case != BO__OP__OP_REMOVE_TASKS) {
-        Bo__Op *op = bo_calloc(1, sizeof(*op));
-        Bo__RemoveTasks *rt = bo_calloc(1, sizeof(*rt));
-        if (op == NULL || rt == NULL) {
-            bo_free(op);
-            bo_free(rt);
+        if (batch_op(b, BO__OP__OP_REMOVE_TASKS) == NULL) {
             return BO_ENOMEM;
         }
-        bo__op__init(op);
-        bo__remove_tasks__init(rt);
-        op->op_case = BO__OP__OP_REMOVE_TASKS;
-        op->remove_tasks = rt;
-        if (batch_add_op(b, op) != BO_OK) {
-            bo_free(op);
-            bo_free(rt);
-            return BO_ENOMEM;
-        }
-        last = op;
+        last = b->ops[b->n_ops - 1];
     }
     Bo__RemoveTasks *rt = last->remove_tasks;
     char **v = bo_reallocarray(rt->task_ids, rt->n_task_ids + 1, sizeof(*v));

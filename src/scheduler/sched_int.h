@@ -191,6 +191,9 @@ int batch_keep_list(struct sched_batch *b, struct bo_task_list *l);
 int batch_save_task(struct sched_batch *b, Bo__ScheduledTask *t);
 int batch_remove_task(struct sched_batch *b, const char *task_id);
 int batch_add_op(struct sched_batch *b, Bo__Op *op);
+/* A new op of `kind` appended to the batch; returns its (initialized) body,
+ * e.g. a Bo__SaveQuota for BO__OP__OP_SAVE_QUOTA, or NULL out of memory. */
+void *batch_op(struct sched_batch *b, Bo__Op__OpCase kind);
 int batch_own_msg(struct sched_batch *b, ProtobufCMessage *m);
 int batch_effect(struct sched_batch *b, const char *agent_id, const char *task_id, json_t *cmd,
                  bool launch);

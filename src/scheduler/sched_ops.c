@@ -1072,23 +1072,11 @@ void sched_cron_reload(struct bo_sched *s)
 
 static int save_cron_op(struct sched_batch *b, Bo__JobConfiguration *jc)
 {
-    Bo__Op *op = bo_calloc(1, sizeof(*op));
-    Bo__SaveCronJob *sc = bo_calloc(1, sizeof(*sc));
-    if (op == NULL || sc == NULL) {
-        bo_free(op);
-        bo_free(sc);
+    Bo__SaveCronJob *sc = batch_op(b, BO__OP__OP_SAVE_CRON_JOB);
+    if (sc == NULL) {
         return BO_ENOMEM;
     }
-    bo__op__init(op);
-    bo__save_cron_job__init(sc);
     sc->job_config = jc;
-    op->op_case = BO__OP__OP_SAVE_CRON_JOB;
-    op->save_cron_job = sc;
-    if (batch_add_op(b, op) != BO_OK) {
-        sc->job_config = NULL;
-        bo__op__free_unpacked(op, NULL);
-        return BO_ENOMEM;
-    }
     return BO_OK;
 }
 
@@ -1155,23 +1143,12 @@ static int op_deschedule_cron(struct bo_sched *s, struct sched_batch *b, struct 
         return 1;
     }
     batch_touch(b, key);
-    Bo__Op *op = bo_calloc(1, sizeof(*op));
-    Bo__RemoveCronJob *rm = bo_calloc(1, sizeof(*rm));
-    if (op == NULL || rm == NULL) {
-        bo_free(op);
-        bo_free(rm);
+    Bo__RemoveCronJob *rm = batch_op(b, BO__OP__OP_REMOVE_CRON_JOB);
+    if (rm == NULL) {
         bo__job_key__free_unpacked(k, NULL);
         return bo_errf(err, BO_ENOMEM, "out of memory");
     }
-    bo__op__init(op);
-    bo__remove_cron_job__init(rm);
     rm->job_key = k;
-    op->op_case = BO__OP__OP_REMOVE_CRON_JOB;
-    op->remove_cron_job = rm;
-    if (batch_add_op(b, op) != BO_OK) {
-        bo__op__free_unpacked(op, NULL);
-        return bo_errf(err, BO_ENOMEM, "out of memory");
-    }
     cron_del(s, key);
     w->result = json_pack("{s:s}", "job", key);
     return BO_OK;
@@ -1301,44 +1278,35 @@ static int op_quota(struct bo_sched *s, struct sched_batch *b, struct sched_work
         ram += q.ram_mb;
         disk += q.disk_mb;
     }
-    Bo__Op *op = bo_calloc(1, sizeof(*op));
-    Bo__SaveQuota *sq = bo_calloc(1, sizeof(*sq));
+    /* On a failure below the op stays half built in the batch, which the
+     * error then drops whole. */
+    Bo__SaveQuota *sq = batch_op(b, BO__OP__OP_SAVE_QUOTA);
     Bo__ResourceAggregate *agg = bo_calloc(1, sizeof(*agg));
-    Bo__Resource **rs = bo_calloc(3, sizeof(*rs));
-    if (op == NULL || sq == NULL || agg == NULL || rs == NULL) {
-        bo_free(op);
-        bo_free(sq);
+    if (sq == NULL || agg == NULL) {
         bo_free(agg);
-        bo_free(rs);
         return bo_errf(err, BO_ENOMEM, "out of memory");
     }
-    bo__op__init(op);
-    bo__save_quota__init(sq);
     bo__resource_aggregate__init(agg);
-    op->op_case = BO__OP__OP_SAVE_QUOTA;
-    op->save_quota = sq;
     sq->quota = agg;
-    agg->resources = rs;
-    sq->role = bo_strdup(role);
+    agg->resources = bo_calloc(3, sizeof(*agg->resources));
+    if ((sq->role = bo_strdup(role)) == NULL || agg->resources == NULL) {
+        return bo_errf(err, BO_ENOMEM, "out of memory");
+    }
     for (int i = 0; i < 3; i++) {
-        rs[i] = bo_calloc(1, sizeof(*rs[i]));
-        if (rs[i] == NULL) {
-            bo__op__free_unpacked(op, NULL);
+        Bo__Resource *r = bo_calloc(1, sizeof(*r));
+        if (r == NULL) {
             return bo_errf(err, BO_ENOMEM, "out of memory");
         }
-        bo__resource__init(rs[i]);
-        agg->n_resources++;
+        bo__resource__init(r);
+        agg->resources[agg->n_resources++] = r;
     }
+    Bo__Resource **rs = agg->resources;
     rs[0]->kind_case = BO__RESOURCE__KIND_NUM_CPUS;
     rs[0]->num_cpus = cpu;
     rs[1]->kind_case = BO__RESOURCE__KIND_RAM_MB;
     rs[1]->ram_mb = ram;
     rs[2]->kind_case = BO__RESOURCE__KIND_DISK_MB;
     rs[2]->disk_mb = disk;
-    if (sq->role == NULL || batch_add_op(b, op) != BO_OK) {
-        bo__op__free_unpacked(op, NULL);
-        return bo_errf(err, BO_ENOMEM, "out of memory");
-    }
     w->result = json_pack("{s:s, s:f, s:I, s:I}", "role", role, "cpu", cpu, "ram_mb",
                           (json_int_t)ram, "disk_mb", (json_int_t)disk);
     return BO_OK;
@@ -1348,23 +1316,11 @@ static int op_quota(struct bo_sched *s, struct sched_batch *b, struct sched_work
 
 static int save_host_op(struct sched_batch *b, Bo__HostAttributes *h)
 {
-    Bo__Op *op = bo_calloc(1, sizeof(*op));
-    Bo__SaveHostAttributes *sh = bo_calloc(1, sizeof(*sh));
-    if (op == NULL || sh == NULL) {
-        bo_free(op);
-        bo_free(sh);
+    Bo__SaveHostAttributes *sh = batch_op(b, BO__OP__OP_SAVE_HOST_ATTRIBUTES);
+    if (sh == NULL) {
         return BO_ENOMEM;
     }
-    bo__op__init(op);
-    bo__save_host_attributes__init(sh);
     sh->host_attributes = h;
-    op->op_case = BO__OP__OP_SAVE_HOST_ATTRIBUTES;
-    op->save_host_attributes = sh;
-    if (batch_add_op(b, op) != BO_OK) {
-        sh->host_attributes = NULL;
-        bo__op__free_unpacked(op, NULL);
-        return BO_ENOMEM;
-    }
     return BO_OK;
 }
 
