@@ -179,6 +179,7 @@ class Agent:
         self.thread = None
         self.errors = []
         self.ack = 0
+        self.registrations = 0
 
     def url(self):
         return self.sched.url if not callable(self.sched) else self.sched().url
@@ -197,6 +198,7 @@ class Agent:
             return False
         self.agent_id = j["agent_id"]
         self.ack = 0
+        self.registrations += 1
         return True
 
     def report(self, task_id, status, message=""):

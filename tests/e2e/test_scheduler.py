@@ -407,6 +407,42 @@ def test_scheduler_restart_loses_nothing(c):
     s.stop()  # a clean exit: sanitizer builds check for leaks here
 
 
+def test_admin_backup_recovery_snapshot_reconcile(c):
+    backups = c.mkdir("backups")
+    s = start(c, "--backup-dir", backups)
+    a = Agent(s, "host-a").start()
+    s.ok("POST", "/api/v1/jobs", job(name="keep", instances=2))
+    s.wait_statuses("www", "prod", "keep", {0: "RUNNING", 1: "RUNNING"})
+    snap = s.ok("POST", "/api/v1/admin/snapshot")
+    check("name" in snap, f"snapshot: {snap}")
+    name = s.ok("POST", "/api/v1/admin/backup")["name"]
+    check(name in s.ok("GET", "/api/v1/admin/backups")["backups"], "backup listed")
+    # online recovery: stage, look, delete one task, unload (nothing changes)
+    s.ok("POST", "/api/v1/admin/recovery/stage", {"backup": name})
+    staged = s.ok("GET", "/api/v1/admin/recovery/tasks?job_name=keep")["tasks"]
+    check(len(staged) == 2, f"staged tasks: {staged}")
+    one = staged[0]["assigned_task"]["task_id"]
+    r = s.ok("POST", "/api/v1/admin/recovery/delete", {"task_ids": [one]})
+    check(r["deleted"] == 1, f"deleted: {r}")
+    check(len(s.ok("GET", "/api/v1/admin/recovery/tasks?job_name=keep")["tasks"]) == 1,
+          "one left in the staged copy")
+    st, j, _ = s.post("/api/v1/admin/recovery/stage", {"backup": name})
+    check(st == 409, f"a second stage is refused while one is staged: {st} {j}")
+    s.ok("POST", "/api/v1/admin/recovery/unload")
+    check(len(s.tasks(job_name="keep")) == 2, "the live state is untouched")
+    st, j, _ = s.post("/api/v1/admin/recovery/stage", {"backup": "no-such-backup"})
+    check(st in (400, 404), f"unknown backup: {st} {j}")
+    # explicit reconciliation: the agent is asked to register again (with its
+    # tasks), and nothing it runs changes
+    before = a.registrations
+    s.ok("POST", "/api/v1/admin/reconcile")
+    wait_for("the agent registered again", lambda: a.registrations > before, 10)
+    wait_for("tasks still running after reconciling",
+             lambda: s.count("www", "prod", "keep", "RUNNING") == 2, 10)
+    a.stop()
+    s.stop()
+
+
 def test_follower_redirects_to_leader(c):
     ports = [(free_port(), free_port()) for _ in range(3)]
     peers = [f"{i + 1},127.0.0.1:{r},http://127.0.0.1:{h}" for i, (h, r) in enumerate(ports)]
