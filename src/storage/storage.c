@@ -1234,7 +1234,23 @@ static void handle_closed_cb(uv_handle_t *h)
 static void raft_closed_cb(struct raft *r)
 {
     struct bo_storage *s = r->data;
+    if (s->raft_closed) {
+        return;
+    }
     s->raft_closed = true; /* its memory goes in bo_storage_free */
+    /* libraft 0.15's I/O can report itself closed a second time, when a
+     * request still in flight completes after the close (seen under load;
+     * reproduced by ASan as a double free of r->address in raft's close
+     * callback). That callback frees the address, the log and the
+     * configuration, then calls us: leave them empty so that a second run
+     * frees nothing, and let it not call us again. */
+    r->address = NULL;
+    r->log.entries = NULL;
+    r->log.refs = NULL;
+    r->log.size = r->log.front = r->log.back = r->log.refs_size = 0;
+    r->configuration.servers = NULL;
+    r->configuration.n = 0;
+    r->close_cb = NULL;
     s->closing_pending--;
     maybe_finish_close(s);
 }
