@@ -4,7 +4,7 @@ TASKS ?= 1000000
 JOBS ?= 1000
 INSTANCES ?= 1000
 HOSTS ?= 5000
-.PHONY: all deps build test test-unit demo bench bench-storage bench-scheduler format format-check clean help
+.PHONY: all deps build test test-unit demo bench bench-storage bench-scheduler bench-agent format format-check clean help
 
 all: build
 
@@ -13,10 +13,12 @@ help:
 	@echo "make                build into ./$(BUILD)"
 	@echo "make test           deps, then plain and ASan+UBSan builds, every test in both"
 	@echo "make demo           the quick start: what works so far, end to end"
-	@echo "make bench          all benchmarks (bench-storage, bench-scheduler)"
+	@echo "make bench          all benchmarks (bench-storage, bench-scheduler, bench-agent)"
 	@echo "make bench-storage [TASKS=N]  storage benchmarks -> bench/results/storage.json"
 	@echo "make bench-scheduler [JOBS=J INSTANCES=I HOSTS=H]  placement and API latency"
 	@echo "                     -> bench/results/scheduler.json"
+	@echo "make bench-agent    launch latency and throughput, agent and executor overhead"
+	@echo "                     -> bench/results/agent.json"
 	@echo "make format         clang-format every C file"
 
 deps:
@@ -37,7 +39,7 @@ test-unit: build
 demo: deps build
 	scripts/demo
 
-bench: bench-storage bench-scheduler
+bench: bench-storage bench-scheduler bench-agent
 
 bench-storage: deps
 	@[ -f build-release/build.ninja ] || meson setup build-release --buildtype=release -Db_ndebug=true
@@ -48,6 +50,11 @@ bench-scheduler: deps
 	@[ -f build-release/build.ninja ] || meson setup build-release --buildtype=release -Db_ndebug=true
 	ninja -C build-release bench/bench-scheduler
 	bench/run-scheduler $(JOBS) $(INSTANCES) $(HOSTS)
+
+bench-agent: deps
+	@[ -f build-release/build.ninja ] || meson setup build-release --buildtype=release -Db_ndebug=true
+	ninja -C build-release
+	bench/run-agent
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/flags.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/metrics.h"
@@ -93,52 +94,6 @@ static void usage(FILE *f)
         "  --help                      this text\n"
         "\n"
         "Durations: a number with ms, s, m, h or d (a bare number is seconds).\n");
-}
-
-static int parse_duration(const char *s, int64_t *ms)
-{
-    /* digits and a point only: strtod would also take "nan", "inf", hex */
-    size_t digits = strspn(s, "0123456789.");
-    if (digits == 0) {
-        return -1;
-    }
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno != 0 || end != s + digits || v < 0) {
-        return -1;
-    }
-    double mult = 1000;
-    if (strcmp(end, "ms") == 0) {
-        mult = 1;
-    } else if (strcmp(end, "s") == 0 || *end == '\0') {
-        mult = 1000;
-    } else if (strcmp(end, "m") == 0) {
-        mult = 60000;
-    } else if (strcmp(end, "h") == 0) {
-        mult = 3600000;
-    } else if (strcmp(end, "d") == 0) {
-        mult = 86400000;
-    } else {
-        return -1;
-    }
-    if (v * mult > (double)INT64_MAX / 2) {
-        return -1;
-    }
-    *ms = (int64_t)(v * mult);
-    return 0;
-}
-
-static int parse_uint(const char *s, long long max, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < 0 || v > max) {
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 enum {
@@ -237,7 +192,7 @@ static int apply(struct app *a, int opt, const char *val, const char *where)
         a->cfg.hostname = val;
         break;
     case O_ID:
-        if (parse_uint(val, INT32_MAX, &n) != 0 || n == 0) {
+        if (bo_flags_uint(val, INT32_MAX, &n) != 0 || n == 0) {
             BAD("a raft id (a positive integer)");
         }
         a->scfg.id = (uint64_t)n;
@@ -256,7 +211,7 @@ static int apply(struct app *a, int opt, const char *val, const char *where)
             BAD("ID,HOST:PORT,URL");
         }
         *c1 = *c2 = '\0';
-        if (parse_uint(buf, INT32_MAX, &n) != 0 || n == 0 || strchr(c1 + 1, ':') == NULL ||
+        if (bo_flags_uint(buf, INT32_MAX, &n) != 0 || n == 0 || strchr(c1 + 1, ':') == NULL ||
             strncmp(c2 + 1, "http", 4) != 0) {
             BAD("ID,HOST:PORT,URL");
         }
@@ -276,19 +231,19 @@ static int apply(struct app *a, int opt, const char *val, const char *where)
         a->acfg.backup_dir = val;
         break;
     case O_BACKUP_INTERVAL:
-        if (parse_duration(val, &ms) != 0) {
+        if (bo_flags_duration_ms(val, &ms) != 0) {
             BAD("a duration");
         }
         a->scfg.backup_interval_ms = (uint64_t)ms;
         break;
     case O_MAX_BACKUPS:
-        if (parse_uint(val, 100000, &n) != 0 || n == 0) {
+        if (bo_flags_uint(val, 100000, &n) != 0 || n == 0) {
             BAD("a count of at least 1");
         }
         a->scfg.max_saved_backups = (unsigned)n;
         break;
     case O_SNAP_THRESHOLD:
-        if (parse_uint(val, UINT32_MAX, &n) != 0 || n < 16) {
+        if (bo_flags_uint(val, UINT32_MAX, &n) != 0 || n < 16) {
             BAD("a count of at least 16");
         }
         a->scfg.snapshot_threshold = (unsigned)n;
@@ -311,7 +266,7 @@ static int apply(struct app *a, int opt, const char *val, const char *where)
     case O_AGENT_HOLD:
     case O_HIST_PRUNE:
     case O_HIST_MIN:
-        if (parse_duration(val, &ms) != 0) {
+        if (bo_flags_duration_ms(val, &ms) != 0) {
             BAD("a duration");
         }
         if (opt == O_TRANSIENT) {
@@ -335,13 +290,13 @@ static int apply(struct app *a, int opt, const char *val, const char *where)
         }
         break;
     case O_HIST_MAX:
-        if (parse_uint(val, INT32_MAX, &n) != 0) {
+        if (bo_flags_uint(val, INT32_MAX, &n) != 0) {
             BAD("a count");
         }
         a->cfg.history_max_per_job = (int)n;
         break;
     case O_MAX_TASKS:
-        if (parse_uint(val, 1000000, &n) != 0 || n == 0) {
+        if (bo_flags_uint(val, 1000000, &n) != 0 || n == 0) {
             BAD("a count within 1..1000000");
         }
         a->cfg.max_tasks_per_job = (int)n;
@@ -350,7 +305,7 @@ static int apply(struct app *a, int opt, const char *val, const char *where)
         a->cron_tz = val;
         break;
     case O_MAX_BODY:
-        if (parse_uint(val, 1LL << 30, &n) != 0 || n < 1024) {
+        if (bo_flags_uint(val, 1LL << 30, &n) != 0 || n < 1024) {
             BAD("a size within 1024..1073741824");
         }
         a->acfg.max_body = (size_t)n;

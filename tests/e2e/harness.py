@@ -35,7 +35,8 @@ def check(cond, msg):
 
 def binary(name):
     for cand in (os.path.join(BUILD, name), os.path.join(BUILD, "tests", name),
-                 os.path.join(BUILD, "bench", name)):
+                 os.path.join(BUILD, "bench", name), os.path.join(BUILD, "src", "agent", name),
+                 os.path.join(BUILD, "src", "executor", name)):
         if os.path.exists(cand):
             return cand
     raise TestFailure(f"binary '{name}' not found under {BUILD}")
@@ -146,6 +147,7 @@ class Cluster:
         self.name = name
         self.procs = []
         self.mounts = []
+        self.cleanups = []  # callables run first at cleanup
         self.root = tempfile.mkdtemp(prefix=f"bo-e2e-{name}-")
 
     def path(self, *parts):
@@ -186,7 +188,15 @@ class Cluster:
         self.mounts.append(p)
         return p
 
+    def on_cleanup(self, fn):
+        self.cleanups.append(fn)
+
     def cleanup(self):
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - cleanup must go on
+                print(f"  cleanup: {e}")
         for p in self.procs:
             p.cleanup()
         for m in reversed(self.mounts):

@@ -15,8 +15,9 @@ from harness import TestFailure, binary, check, free_port
 SCHED = binary("borealis-scheduler")
 
 
-def http(method, url, body=None, timeout=10, raw=None, headers=None):
-    """(status, parsed JSON or text, headers); never raises for HTTP errors."""
+def http(method, url, body=None, timeout=10, raw=None, headers=None, raw_text=False):
+    """(status, parsed JSON or text, headers); never raises for HTTP errors.
+    With raw_text the body is always returned as text."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
@@ -34,6 +35,8 @@ def http(method, url, body=None, timeout=10, raw=None, headers=None):
             status, text, hdrs = r.status, r.read().decode(), dict(r.headers)
     except urllib.error.HTTPError as e:
         status, text, hdrs = e.code, e.read().decode(), dict(e.headers)
+    if raw_text:
+        return status, text, hdrs
     try:
         return status, json.loads(text), hdrs
     except ValueError:
