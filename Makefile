@@ -4,7 +4,7 @@ TASKS ?= 1000000
 JOBS ?= 1000
 INSTANCES ?= 1000
 HOSTS ?= 5000
-.PHONY: all deps build test test-unit demo bench bench-storage bench-scheduler bench-agent format format-check clean help
+.PHONY: all deps build test test-unit demo demo-storage bench bench-storage bench-scheduler bench-agent format format-check clean help
 
 all: build
 
@@ -12,7 +12,8 @@ help:
 	@echo "make deps           install the Debian packages (as root; apt-get update first)"
 	@echo "make                build into ./$(BUILD)"
 	@echo "make test           deps, then plain and ASan+UBSan builds, every test in both"
-	@echo "make demo           the quick start: what works so far, end to end"
+	@echo "make demo           the quick start: a local cluster running an example job"
+	@echo "make demo-storage   the durable store on its own: log, snapshot, restart"
 	@echo "make bench          all benchmarks (bench-storage, bench-scheduler, bench-agent)"
 	@echo "make bench-storage [TASKS=N]  storage benchmarks -> bench/results/storage.json"
 	@echo "make bench-scheduler [JOBS=J INSTANCES=I HOSTS=H]  placement and API latency"
@@ -37,6 +38,9 @@ test-unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 
 demo: deps build
+	scripts/demo-cluster
+
+demo-storage: deps build
 	scripts/demo
 
 bench: bench-storage bench-scheduler bench-agent

@@ -273,5 +273,56 @@ def test_sandbox_escapes_are_refused(c):
     a.stop_clean()
 
 
+
+def test_tasks_run_as_the_role_user(c):
+    if os.geteuid() != 0:
+        raise Skip("needs root to switch users")
+    import pwd
+    import subprocess
+    role = "boe2erole"
+    created = False
+    try:
+        pwd.getpwnam(role)
+    except KeyError:
+        created = True
+    c.on_cleanup(lambda: created and subprocess.run(["userdel", role], capture_output=True))
+    s = Scheduler(c, args=FAST).start()
+    a = RealAgent(c, s.url)
+    a.argv.remove("--no-setuid")
+    a.start()
+    create(s, job("who", [proc("who", "id -un; echo $HOME $USER $LOGNAME; touch mine")],
+                  role=role))
+    t = wait_for("the task FINISHED", lambda: [x for x in s.tasks(role=role)
+                                                 if x["status"] == "FINISHED"], 30)[0]
+    out = sandbox_text(a, t, ".logs/who/0/stdout").split("\n")
+    check(out[0] == role, f"ran as {out[0]!r}, not the role's user")
+    check(out[1].endswith(f" {role} {role}"), f"HOME USER LOGNAME: {out[1]!r}")
+    st = os.stat(os.path.join(a.work, "sandboxes", task_id(t), "mine"))
+    check(st.st_uid == pwd.getpwnam(role).pw_uid, "the sandbox file belongs to the role user")
+    a.stop_clean()
+
+
+def test_full_disk_fails_the_launch_cleanly(c):
+    small = c.mount_tmpfs("64k")
+    if small is None:
+        raise Skip("cannot mount a small tmpfs here")
+    s = Scheduler(c, args=FAST).start()
+    a = RealAgent(c, s.url, work=small).start()
+    # fill the agent's disk
+    with open(os.path.join(small, "filler"), "wb") as f:
+        try:
+            f.write(b"x" * (128 << 10))
+        except OSError:
+            pass
+    create(s, job("nospace", [proc("p", "echo hi")]))
+    t = wait_status(s, "nospace", "FAILED", timeout=30)[0]
+    msg = latest_message(t)
+    check("launch failed" in msg and "space" in msg, f"message names the full disk: {msg!r}")
+    # room again: the next run goes through
+    os.unlink(os.path.join(small, "filler"))
+    st, j, _ = a.get("/api/v1/agent")
+    check(st == 200 and j["registered"], "the agent carried on")
+
+
 if __name__ == "__main__":
     main()
