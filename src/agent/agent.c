@@ -304,6 +304,7 @@ static void do_poll(struct bo_agent *a);
 static void maybe_send_status(struct bo_agent *a);
 static void launch(struct bo_agent *a, json_t *cmd, int64_t seq);
 static void kill_task(struct bo_agent *a, const char *id);
+static void arm_kill_timer(struct bo_agent *a, struct agent_task *t);
 static void maybe_finish_close(struct bo_agent *a);
 
 static const char *base_url(struct bo_agent *a)
@@ -367,8 +368,13 @@ static void on_post(const struct bo_httpc_resp *r, void *data)
     struct bo_agent *a = ctx->a;
     *ctx->slot = NULL;
     post_cb cb = ctx->cb;
+    bool was_poll = ctx->slot == &a->poll_call;
     bo_free(ctx);
     if (r->result == BO_ECANCELED) {
+        /* A poll cancelled by a registration that has already been answered
+         * would otherwise leave the agent without one. */
+        if (was_poll && !a->closing)
+            do_poll(a);
         maybe_finish_close(a);
         return;
     }
@@ -447,12 +453,17 @@ static void on_registered(struct bo_agent *a, const struct bo_httpc_resp *r, jso
         session_lost(a, why);
         return;
     }
-    const char *id = NULL;
-    json_int_t hold = 5000;
-    if (json_unpack(body, "{s:s, s?I}", "agent_id", &id, "poll_hold_ms", &hold) != 0) {
+    const char *id = NULL, *session = "";
+    json_int_t hold = 5000, ack = 0;
+    if (json_unpack(body, "{s:s, s?I, s?s, s?I}", "agent_id", &id, "poll_hold_ms", &hold, "session",
+                    &session, "ack", &ack) != 0) {
         session_lost(a, "register: answer without an agent id");
         return;
     }
+    /* Command numbers belong to the scheduler's session: resume where it
+     * says, not where an earlier scheduler left us. */
+    snprintf(a->session, sizeof(a->session), "%s", session);
+    a->ack = a->batch_seq = ack;
     if (strcmp(id, a->id) != 0) {
         snprintf(a->id, sizeof(a->id), "%s", id);
         struct bo_err err = BO_ERR_INIT;
@@ -484,9 +495,9 @@ static void try_register(struct bo_agent *a)
     json_t *res =
         json_pack("{s:f, s:I, s:I, s:O}", "cpus", a->cpus, "ram_mb", (json_int_t)a->ram_mb,
                   "disk_mb", (json_int_t)a->disk_mb, "ports", a->ports);
-    json_t *body =
-        json_pack("{s:s, s:s, s:o, s:O, s:o}", "agent_id", a->id, "host", a->hostname, "resources",
-                  res, "attributes", a->attributes, "tasks", tasks_report(a));
+    json_t *body = json_pack("{s:s, s:s, s:o, s:O, s:o, s:s, s:I}", "agent_id", a->id, "host",
+                             a->hostname, "resources", res, "attributes", a->attributes, "tasks",
+                             tasks_report(a), "session", a->session, "ack", (json_int_t)a->ack);
     a->registering = true;
     if (!body || post(a, "/agent/v1/register", body, CALL_TIMEOUT_MS, on_registered,
                       &a->reg_call) != BO_OK) {
@@ -895,8 +906,10 @@ static void spawn_executor(struct bo_agent *a, struct agent_task *t, int log_fd)
     /* Executors outlive the agent: the loop must not wait for them. */
     uv_unref((uv_handle_t *)&t->proc);
     write_pidfile(t);
-    if (t->kill_requested)
+    if (t->kill_requested) {
         kill(t->pid, SIGTERM);
+        arm_kill_timer(a, t);
+    }
 }
 
 static void on_updates_changed(uv_fs_event_t *h, const char *file, int events, int status)
@@ -969,7 +982,18 @@ static void launch(struct bo_agent *a, json_t *cmd, int64_t seq)
     if (!id || agent_task_find(a, id))
         return; /* at least once: a launch we have is done */
     if (!valid_task_id(id) || !json_is_object(task)) {
+        /* Never a path: answer from memory so the scheduler need not wait
+         * for its transient timeout. */
         bo_warn("agent: refusing a launch with a bad task id or no task");
+        struct agent_task *bad = strlen(id) <= AGENT_TASK_ID_MAX ? task_new(a, id) : NULL;
+        if (bad) {
+            bad->phase = PHASE_EXITED;
+            bad->transient = true;
+            append_update(a, bad, "FAILED",
+                          valid_task_id(id)
+                              ? "launch refused: the command carries no task"
+                              : "launch refused: the task id is not a safe file name");
+        }
         return;
     }
     struct agent_task *t = task_new(a, id);
@@ -1042,13 +1066,19 @@ static void kill_task(struct bo_agent *a, const char *id)
     if (t->phase != PHASE_RUNNING)
         return; /* preparing: killed as soon as it is spawned */
     kill(t->pid, SIGTERM);
-    if (!t->timer_open) {
-        uv_timer_init(a->loop, &t->timer);
-        t->timer.data = t;
-        t->timer_open = true;
+    arm_kill_timer(a, t);
+}
+
+/* SIGKILL the executor if it has not ended stop_timeout + grace from now. */
+static void arm_kill_timer(struct bo_agent *a, struct agent_task *t)
+{
+    if (!t->kill_timer_open) {
+        uv_timer_init(a->loop, &t->kill_timer);
+        t->kill_timer.data = t;
+        t->kill_timer_open = true;
     }
-    if (!uv_is_active((uv_handle_t *)&t->timer))
-        uv_timer_start(&t->timer, on_kill_timeout,
+    if (!uv_is_active((uv_handle_t *)&t->kill_timer))
+        uv_timer_start(&t->kill_timer, on_kill_timeout,
                        (uint64_t)(a->cfg.stop_timeout_ms + KILL_GRACE_MS), 0);
 }
 
@@ -1107,6 +1137,8 @@ static void executor_gone(struct bo_agent *a, struct agent_task *t, const char *
     if (t->phase != PHASE_RUNNING)
         return;
     t->phase = PHASE_EXITED;
+    if (t->kill_timer_open)
+        uv_timer_stop(&t->kill_timer);
     if (t->timer_open)
         uv_timer_stop(&t->timer);
     read_updates(a, t);
@@ -1338,6 +1370,11 @@ static void task_remove(struct bo_agent *a, struct agent_task *t)
         t->watch_open = false;
         t->closing++, t->a->task_closes++;
         uv_close((uv_handle_t *)&t->watch, handle_closed);
+    }
+    if (t->kill_timer_open) {
+        t->kill_timer_open = false;
+        t->closing++, t->a->task_closes++;
+        uv_close((uv_handle_t *)&t->kill_timer, handle_closed);
     }
     if (t->timer_open) {
         t->timer_open = false;

@@ -57,7 +57,9 @@ struct agent_task {
     uv_poll_t pidfd_poll; /* when re-attached after an agent restart */
     int pidfd;
     bool pidfd_open;
-    uv_timer_t timer; /* kill escalation, or re-attach liveness checks */
+    uv_timer_t kill_timer; /* SIGKILL escalation after a kill */
+    bool kill_timer_open;
+    uv_timer_t timer; /* liveness checks of a re-attached executor, without pidfd */
     bool timer_open;
     int pid;
     int closing; /* handles being closed before the record can go */
@@ -110,6 +112,7 @@ struct bo_agent {
     bool registering;
     struct bo_httpc_call *reg_call, *poll_call, *status_call;
     int64_t poll_hold_ms;
+    char session[64]; /* the scheduler's, from the last registration */
     int64_t ack;       /* last command handled */
     int64_t batch_seq; /* highest seq of the batch being prepared */
     size_t batch_pending;

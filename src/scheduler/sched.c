@@ -1704,6 +1704,14 @@ void bo_sched_set_leader(struct bo_sched *s, bool leader)
     s->leader = leader;
     if (leader) {
         s->leader_since_ms = sched_now_ms(s);
+        uint8_t r[8] = {0};
+        if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+            /* no entropy: the clock still differs between terms */
+            uint64_t t = (uint64_t)s->leader_since_ms;
+            memcpy(r, &t, sizeof(r));
+        }
+        snprintf(s->session, sizeof(s->session), "s%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1],
+                 r[2], r[3], r[4], r[5], r[6], r[7]);
         bo_info("scheduler: leading: rebuilding state from the store");
         rebuild(s);
         uv_timer_start(&s->tick, tick_cb, TICK_MS, TICK_MS);
@@ -1901,12 +1909,14 @@ int bo_sched_agent_register(struct bo_sched *s, json_t *args, bo_sched_reply_cb 
     const char *host = NULL, *id = NULL;
     json_t *res = NULL, *attrs = NULL, *tasks = NULL;
     double cpus = 0;
-    json_int_t ram = 0, disk = 0;
+    json_int_t ram = 0, disk = 0, ack = 0;
+    const char *session = "";
     json_error_t jerr;
-    if (json_unpack_ex(args, &jerr, JSON_STRICT, "{s?s, s:s, s:{s:F, s:I, s:I, s?o}, s?o, s?o}",
-                       "agent_id", &id, "host", &host, "resources", "cpus", &cpus, "ram_mb", &ram,
-                       "disk_mb", &disk, "ports", &res, "attributes", &attrs, "tasks",
-                       &tasks) != 0) {
+    if (json_unpack_ex(args, &jerr, JSON_STRICT,
+                       "{s?s, s:s, s:{s:F, s:I, s:I, s?o}, s?o, s?o, s?s, s?I}", "agent_id", &id,
+                       "host", &host, "resources", "cpus", &cpus, "ram_mb", &ram, "disk_mb", &disk,
+                       "ports", &res, "attributes", &attrs, "tasks", &tasks, "session", &session,
+                       "ack", &ack) != 0) {
         json_decref(args);
         return bo_errf(err, BO_EINVAL, "registration: %s", jerr.text);
     }
@@ -1984,6 +1994,11 @@ int bo_sched_agent_register(struct bo_sched *s, json_t *args, bo_sched_reply_cb 
         a = agent_get(s, id, host);
         if (a == NULL) {
             rc = bo_errf(err, BO_ENOMEM, "out of memory");
+        } else if (strcmp(session, s->session) == 0 && ack > 0 && (uint64_t)ack < a->next_seq) {
+            /* Same session: the agent has handled up to `ack` (a reconcile
+             * command answered by this very registration, say). An ack from
+             * another session numbers other commands and is ignored. */
+            agent_drop_cmds(a, (uint64_t)ack);
         }
     }
     if (rc == BO_OK) {
@@ -2031,9 +2046,13 @@ int bo_sched_agent_register(struct bo_sched *s, json_t *args, bo_sched_reply_cb 
                              attrs != NULL ? json_incref(attrs) : json_object());
         queue_push(s, hw);
     }
-    json_t *reply = json_pack("{s:s, s:I, s:I}", "agent_id", id, "poll_hold_ms",
+    /* Where the agent's acks start in this session: just before the first
+     * command still queued for it. */
+    uint64_t resume = a->cmds != NULL ? a->cmds->seq - 1 : a->next_seq - 1;
+    json_t *reply = json_pack("{s:s, s:I, s:I, s:s, s:I}", "agent_id", id, "poll_hold_ms",
                               (json_int_t)s->cfg.agent_poll_hold_ms, "timeout_ms",
-                              (json_int_t)s->cfg.agent_timeout_ms);
+                              (json_int_t)s->cfg.agent_timeout_ms, "session", s->session, "ack",
+                              (json_int_t)resume);
     json_decref(args);
     cb(data, BO_OK, NULL, reply);
     json_decref(reply);

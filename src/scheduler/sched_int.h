@@ -155,6 +155,9 @@ struct bo_sched {
     bool leader;
     bool closing;
     int64_t leader_since_ms;
+    /* Names this term of leadership to agents: command sequence numbers
+     * are only comparable within one session (docs/agent-protocol.md). */
+    char session[24];
     struct bo_tsm_params tsm;
 
     struct bo_place *place;

@@ -274,6 +274,26 @@ def test_sandbox_escapes_are_refused(c):
 
 
 
+def test_scheduler_restart_and_new_commands(c):
+    s, a = cluster(c)
+    create(s, job("before", [proc("sleep", "sleep 1000")], service=True))
+    t = wait_status(s, "before", "RUNNING")[0]
+    s.stop()
+    s.start()
+    # the agent comes back to the restarted scheduler; its task is still there
+    wait_for("the agent registered again",
+             lambda: a.get("/api/v1/agent")[1].get("registered") and
+             s.metric("agents_registered") == 1, 30)
+    check(tasks_of(s, "before")[0]["status"] == "RUNNING", "the task survived the restart")
+    # commands of the new session reach the agent (sequence numbers restart)
+    create(s, job("after", [proc("sleep", "sleep 1000")], service=True))
+    wait_status(s, "after", "RUNNING", timeout=20)
+    kill_job(s, "before")
+    wait_status(s, "before", "KILLED", timeout=20)
+    check(a.task(task_id(t))["status"] == "KILLED", "the agent saw the kill")
+    a.stop_clean()
+
+
 def test_tasks_run_as_the_role_user(c):
     if os.geteuid() != 0:
         raise Skip("needs root to switch users")
