@@ -610,6 +610,30 @@ static void maybe_cut_kill_wait(struct exec *x, int stragglers)
     }
 }
 
+/* Without a memory cgroup, a hard backstop between two RSS samples:
+ * RLIMIT_DATA (private writable memory, which is what a runaway heap grows)
+ * at four times the limit plus 256 MiB, set on each process right after it
+ * is spawned and inherited by what it starts. Not at the limit itself: data
+ * segments count reservations that are never touched, and the RSS sample
+ * is the real enforcement, with the clear message; a process that outruns
+ * the sampler past the backstop sees its allocations fail instead
+ * (docs/executor.md). Set on the child, not on the executor, whose own
+ * reservations (sanitizer shadow memory, say) are none of the task's
+ * business. */
+static void data_backstop(struct exec *x, int pid)
+{
+    if (!x->conf.mem_sampling || x->conf.ram_bytes <= 0)
+        return;
+    struct rlimit rl;
+    rlim_t cap = (rlim_t)x->conf.ram_bytes * 4 + ((rlim_t)256 << 20);
+    if (prlimit(pid, RLIMIT_DATA, NULL, &rl) != 0 ||
+        (rl.rlim_max != RLIM_INFINITY && cap >= rl.rlim_max))
+        return;
+    rl.rlim_cur = cap;
+    if (prlimit(pid, RLIMIT_DATA, &rl, NULL) != 0 && errno != ESRCH)
+        bo_warn("cannot set RLIMIT_DATA on pid %d: %s", pid, strerror(errno));
+}
+
 static int spawn_run(struct exec *x, size_t idx, int run_no, struct bo_err *err)
 {
     const struct bo_tconf_proc *pc = &x->conf.procs[idx];
@@ -703,6 +727,7 @@ static int spawn_run(struct exec *x, size_t idx, int run_no, struct bo_err *err)
         return rv;
     }
     bo_free(cmd);
+    data_backstop(x, r->proc.pid);
     r->refs++;
     r->next = x->runs;
     x->runs = r;
@@ -1341,21 +1366,6 @@ static int setup_cgroups(struct exec *x, struct bo_err *err)
     if (x->conf.mem_sampling) {
         char lim[32];
         mib_text(x->conf.ram_bytes, lim, sizeof(lim));
-        /* A hard backstop between two samples: RLIMIT_DATA (private writable
-         * memory, which is what a runaway heap grows) at four times the limit
-         * plus 256 MiB, inherited by every process. Not at the limit itself:
-         * data segments count reservations that are never touched, and the
-         * RSS sample is the real enforcement, with the clear message. A
-         * process that outruns the sampler past the backstop sees its
-         * allocations fail instead (docs/executor.md). */
-        struct rlimit rl;
-        rlim_t cap = (rlim_t)x->conf.ram_bytes * 4 + ((rlim_t)256 << 20);
-        if (getrlimit(RLIMIT_DATA, &rl) == 0 &&
-            (rl.rlim_max == RLIM_INFINITY || cap < rl.rlim_max)) {
-            rl.rlim_cur = cap;
-            if (setrlimit(RLIMIT_DATA, &rl) != 0)
-                bo_warn("cannot set RLIMIT_DATA: %s", strerror(errno));
-        }
         bo_info("no memory cgroup: memory is enforced by sampling the RSS of the task's "
                 "processes every second (limit %s), with RLIMIT_DATA at four times that plus 256 "
                 "MiB as a backstop",

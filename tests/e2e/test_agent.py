@@ -196,6 +196,9 @@ def test_agent_killed_under_load_and_restarted(c):
     create(s, job("load", [proc("sleep", "echo $$ > pid.txt; sleep 1000")], service=True,
                   instances=n))
     running = wait_status(s, "load", "RUNNING", count=n, timeout=60)
+    # RUNNING comes as the process starts; its pid file a moment later
+    for t in running:
+        wait_for("pid.txt", lambda: a.tail(task_id(t), "pid.txt")[0] == 200, 10)
     pids = {task_id(t): int(sandbox_text(a, t, "pid.txt")) for t in running}
     a.kill9()
     time.sleep(1)
