@@ -297,6 +297,35 @@ def test_scheduler_restart_and_new_commands(c):
     a.stop_clean()
 
 
+def test_thermos_profile_is_sourced(c):
+    # Aurora's end-to-end check: a first process writes .thermos_profile, a
+    # later one sees what it exports (BASH_ENV), in a clean environment.
+    s, a = cluster(c)
+    procs = [proc("setup_env", "echo 'export GREETING=hello' > .thermos_profile"),
+             proc("read_env", "echo \"$GREETING\"; env | sort > env.txt")]
+    create(s, job("profile", procs, order=[["setup_env", "read_env"]]))
+    t = wait_status(s, "profile", "FINISHED")[0]
+    check(sandbox_text(a, t, ".logs/read_env/0/stdout") == "hello\n", "profile sourced")
+    env = dict(line.split("=", 1) for line in sandbox_text(a, t, "env.txt").splitlines()
+               if "=" in line)
+    check(env.get("HOME", "").endswith(task_id(t)), f"HOME is the sandbox: {env.get('HOME')}")
+    leaked = [k for k in env if k.startswith(("BO_", "ASAN", "PYTHON"))]
+    check(not leaked, f"the agent's environment does not leak into tasks: {leaked}")
+
+
+def test_snoozed_health_checks_do_not_fail_the_task(c):
+    s, a = cluster(c)
+    # unhealthy server, but .healthchecksnooze exists before checks start
+    cmd = "touch .healthchecksnooze; export MODE=bad; " + HEALTH_SERVER.strip()
+    create(s, job("snooze", [proc("web", cmd)], service=True, ports=("health",),
+                  health=health(initial=0.5, interval=0.3, fails=1, successes=1)))
+    wait_status(s, "snooze", "STARTING", timeout=20)
+    time.sleep(3)
+    ts = tasks_of(s, "snooze")
+    check(len(ts) == 1 and ts[0]["status"] == "STARTING",
+          f"snoozed checks neither pass nor fail the task: {[t['status'] for t in ts]}")
+
+
 def test_tasks_run_as_the_role_user(c):
     if os.geteuid() != 0:
         raise Skip("needs root to switch users")
