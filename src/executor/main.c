@@ -567,6 +567,27 @@ static void run_unref(struct run *r)
     bo_free(r);
 }
 
+/* The cgroup's OOM-kill counter rose: fail the task, naming the process
+ * when we know which one died (`who`, or NULL). */
+static void check_oom(struct exec *x, const char *who)
+{
+    if (!x->oom_watch)
+        return;
+    uint64_t v;
+    if (bo_proc_read_counter(x->oom_path, x->oom_key, &v, NULL) != BO_OK || v <= x->oom_base)
+        return;
+    x->oom_base = v;
+    char lim[32], what[160], msg[300];
+    mib_text(x->mem_limit_shown, lim, sizeof(lim));
+    if (who)
+        snprintf(what, sizeof(what), "process '%s'", who);
+    else
+        snprintf(what, sizeof(what), "a process");
+    snprintf(msg, sizeof(msg), "memory limit exceeded: %s killed by the OOM killer (limit %s)",
+             what, lim);
+    fail_task(x, msg);
+}
+
 static void on_proc_exit(uv_process_t *h, int64_t status, int term_signal)
 {
     struct run *r = h->data;
@@ -578,18 +599,7 @@ static void on_proc_exit(uv_process_t *h, int64_t status, int term_signal)
     int64_t now = now_ms();
     bo_info("process '%s' run %d exited: %s %d", proc_name(x, r->idx), r->run,
             term_signal != 0 ? "signal" : "code", term_signal != 0 ? term_signal : (int)status);
-    if (x->oom_watch) {
-        uint64_t v;
-        if (bo_proc_read_counter(x->oom_path, x->oom_key, &v, NULL) == BO_OK && v > x->oom_base) {
-            x->oom_base = v;
-            char lim[32], msg[300];
-            mib_text(x->mem_limit_shown, lim, sizeof(lim));
-            snprintf(msg, sizeof(msg),
-                     "memory limit exceeded: process '%s' killed by the OOM killer (limit %s)",
-                     proc_name(x, r->idx), lim);
-            fail_task(x, msg);
-        }
-    }
+    check_oom(x, proc_name(x, r->idx));
     bo_runner_exited(&x->runner, r->idx, (int)status, term_signal, now);
     int stragglers = count_stragglers(x);
     bo_runner_stragglers(&x->runner, stragglers, now);
@@ -1031,18 +1041,7 @@ static void on_tick(uv_timer_t *t)
     }
     reap(x);
     int64_t now = now_ms();
-    if (x->oom_watch) {
-        uint64_t v;
-        if (bo_proc_read_counter(x->oom_path, x->oom_key, &v, NULL) == BO_OK && v > x->oom_base) {
-            x->oom_base = v;
-            char lim[32], msg[300];
-            mib_text(x->mem_limit_shown, lim, sizeof(lim));
-            snprintf(msg, sizeof(msg),
-                     "memory limit exceeded: a process was killed by the OOM killer (limit %s)",
-                     lim);
-            fail_task(x, msg);
-        }
-    }
+    check_oom(x, NULL);
     if (x->conf.mem_sampling && x->conf.ram_bytes > 0 && !x->runner.killing) {
         int64_t rss = bo_proc_tree_rss(getpid());
         if (rss > x->conf.ram_bytes) {
