@@ -326,6 +326,36 @@ def test_snoozed_health_checks_do_not_fail_the_task(c):
           f"snoozed checks neither pass nor fail the task: {[t['status'] for t in ts]}")
 
 
+def test_agent_follows_a_failover(c):
+    # three replicas; the agent knows all three URLs and ends up at the leader
+    from harness import free_port
+    ports = [(free_port(), free_port()) for _ in range(3)]
+    peers = [f"{i + 1},127.0.0.1:{r},http://127.0.0.1:{h}" for i, (h, r) in enumerate(ports)]
+    ss = [Scheduler(c, name=f"s{i + 1}", http_port=h, raft_port=r, id=i + 1, peers=peers,
+                    args=FAST) for i, (h, r) in enumerate(ports)]
+    for x in ss:
+        x.start(wait_leader=False)
+    leader = wait_for("a leader", lambda: [x for x in ss if x.get("/leaderhealth")[0] == 200],
+                      30)[0]
+    a = RealAgent(c, [x.url for x in ss]).start()
+    check(a.get("/api/v1/agent")[1]["scheduler"] == leader.url, "the agent found the leader")
+    create(leader, job("ha", [proc("sleep", "sleep 1000")], service=True))
+    t = wait_status(leader, "ha", "RUNNING")[0]
+    leader.proc.kill9()
+    rest = [x for x in ss if x is not leader]
+    new = wait_for("a new leader", lambda: [x for x in rest
+                                             if x.get("/leaderhealth")[0] == 200], 30)[0]
+    wait_for("the agent at the new leader",
+             lambda: a.get("/api/v1/agent")[1]["scheduler"] == new.url and
+             a.get("/api/v1/agent")[1]["registered"], 30)
+    # the task ran on through the failover, and the new leader's commands arrive
+    check(tasks_of(new, "ha")[0]["status"] == "RUNNING", "still RUNNING at the new leader")
+    kill_job(new, "ha")
+    wait_status(new, "ha", "KILLED", timeout=30)
+    check(a.task(task_id(t))["status"] == "KILLED", "the agent killed it")
+    a.stop_clean()
+
+
 def test_tasks_run_as_the_role_user(c):
     if os.geteuid() != 0:
         raise Skip("needs root to switch users")
