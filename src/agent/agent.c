@@ -58,6 +58,7 @@
 #include "host/hostinfo.h"
 
 #define RETRY_MAX_MS    10000
+#define NEXT_REPLICA_MS 20
 #define STATUS_BATCH    256
 #define TICK_MS         1000
 #define KILL_GRACE_MS   10000
@@ -346,11 +347,17 @@ static void session_lost(struct bo_agent *a, const char *why)
     a->leader[0] = '\0';
     a->failures++;
     a->cur = (a->cur + 1) % a->n_schedulers;
-    uint64_t delay = (uint64_t)a->cfg.retry_ms;
-    for (unsigned i = 1; i < a->failures && delay < RETRY_MAX_MS; i++)
-        delay *= 2;
-    if (delay > RETRY_MAX_MS)
-        delay = RETRY_MAX_MS;
+    /* Try the other replicas at once (after a failover one of them leads);
+     * back off, doubling, only once a whole round of them has failed. */
+    uint64_t delay = NEXT_REPLICA_MS;
+    if (a->failures % a->n_schedulers == 0) {
+        unsigned rounds = (unsigned)(a->failures / a->n_schedulers);
+        delay = (uint64_t)a->cfg.retry_ms;
+        for (unsigned i = 1; i < rounds && delay < RETRY_MAX_MS; i++)
+            delay *= 2;
+        if (delay > RETRY_MAX_MS)
+            delay = RETRY_MAX_MS;
+    }
     uv_timer_start(&a->retry_timer, on_retry, delay, 0);
 }
 

@@ -348,8 +348,11 @@ def test_agent_follows_a_failover(c):
     wait_for("the agent at the new leader",
              lambda: a.get("/api/v1/agent")[1]["scheduler"] == new.url and
              a.get("/api/v1/agent")[1]["registered"], 30)
-    # the task ran on through the failover, and the new leader's commands arrive
-    check(tasks_of(new, "ha")[0]["status"] == "RUNNING", "still RUNNING at the new leader")
+    # the task ran on through the failover (the agent was back well within
+    # the agent timeout: never PARTITIONED), and the new leader's commands arrive
+    wait_status(new, "ha", "RUNNING", timeout=10)
+    statuses = [e["status"] for e in tasks_of(new, "ha")[0]["task_events"]]
+    check("PARTITIONED" not in statuses, f"the agent came back in time: {statuses}")
     kill_job(new, "ha")
     wait_status(new, "ha", "KILLED", timeout=30)
     check(a.task(task_id(t))["status"] == "KILLED", "the agent killed it")
