@@ -1052,7 +1052,11 @@ static void on_tick(uv_timer_t *t)
             fail_task(x, msg);
         }
     }
-    if (!x->done) {
+    /* Stragglers (processes the runner did not start: double-forked
+     * daemons) matter only while the task winds down, and counting them
+     * walks all of /proc: not every second of a running task's life, or a
+     * host with a hundred idle tasks spends a third of a core on it. */
+    if (!x->done && (x->runner.stage != BO_STAGE_ACTIVE || x->kill_phase != KILL_NONE)) {
         int stragglers = count_stragglers(x);
         bo_runner_stragglers(&x->runner, stragglers, now);
         pump(x);

@@ -236,31 +236,88 @@ int bo_proc_count_tree(pid_t root, const pid_t *skip, size_t nskip)
     return n;
 }
 
-size_t bo_proc_reap_orphans(const pid_t *managed, size_t nmanaged)
+static bool push_pid(pid_t **out, size_t *n, size_t *cap, pid_t pid)
 {
-    struct bo_proc_tree t;
-    pid_t self = getpid();
-    if (bo_proc_tree_scan(self, &t, NULL) != BO_OK) {
-        return 0;
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        pid_t *a = bo_reallocarray(*out, ncap, sizeof(*a));
+        if (a == NULL) {
+            return false;
+        }
+        *out = a;
+        *cap = ncap;
     }
-    size_t n = 0;
-    for (size_t i = 0; i < t.n; i++) {
-        if (t.ppids[i] != self || t.states[i] != 'Z') {
+    (*out)[(*n)++] = pid;
+    return true;
+}
+
+/* Append the children listed in /proc/self/task/<tid>/children for every
+ * thread of ours. Returns false when the kernel has no such files. */
+static bool own_children(pid_t **out, size_t *n, size_t *cap)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL) {
+        return false;
+    }
+    bool any_file = false;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!isdigit((unsigned char)de->d_name[0])) {
             continue;
         }
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/self/task/%s/children", de->d_name);
+        FILE *f = fopen(path, "re");
+        if (f == NULL) {
+            continue;
+        }
+        any_file = true;
+        int pid;
+        while (fscanf(f, "%d", &pid) == 1 && push_pid(out, n, cap, (pid_t)pid)) {
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return any_file;
+}
+
+size_t bo_proc_reap_orphans(const pid_t *managed, size_t nmanaged)
+{
+    /* Our children only (a few small files), not a walk of all of /proc:
+     * this runs every second in every executor on the host. */
+    pid_t *kids = NULL;
+    size_t nk = 0, cap = 0;
+    pid_t self = getpid();
+    if (!own_children(&kids, &nk, &cap)) {
+        /* No children files (CONFIG_PROC_CHILDREN off): the slow way. */
+        struct bo_proc_tree t;
+        if (bo_proc_tree_scan(self, &t, NULL) != BO_OK) {
+            return 0;
+        }
+        for (size_t i = 0; i < t.n; i++) {
+            if (t.ppids[i] == self && !push_pid(&kids, &nk, &cap, t.pids[i])) {
+                break;
+            }
+        }
+        bo_proc_tree_release(&t);
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < nk; i++) {
         bool ours = false;
         for (size_t k = 0; k < nmanaged && !ours; k++) {
-            ours = managed[k] == t.pids[i];
+            ours = managed[k] == kids[i];
         }
-        if (ours) {
+        char st;
+        pid_t pp;
+        if (ours || !read_stat(kids[i], &st, &pp) || st != 'Z') {
             continue;
         }
         int status;
-        if (waitpid(t.pids[i], &status, WNOHANG) == t.pids[i]) {
+        if (waitpid(kids[i], &status, WNOHANG) == kids[i]) {
             n++;
         }
     }
-    bo_proc_tree_release(&t);
+    bo_free(kids);
     return n;
 }
 
