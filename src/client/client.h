@@ -15,12 +15,17 @@
  *   3. the file named by $BOREALIS_CLUSTERS (if set, and then the two above
  *      are still read first).
  * A cluster's URLs are `scheduler_urls` if present, else `scheduler_uri`.
+ * A later entry replaces an earlier one whole (fields are not merged). A
+ * default file that does not exist is skipped; $BOREALIS_CLUSTERS naming a
+ * file that does not exist is an error (BO_ENOTFOUND naming it).
  *
  * Calls: bo_client_call tries the cluster's URLs in turn (the last one that
  * answered first), follows 307/308 redirects to the leader (keeping method
  * and body), retries a 503 NO_LEADER for a bounded time, and returns the
  * final answer. Transport failures on every URL are BO_EIO (exit 7),
- * timeouts BO_EBUSY (exit 9).
+ * timeouts BO_EBUSY (exit 9). A request that failed after it was sent (reset,
+ * empty answer) goes to the next URL only for GET and HEAD; a write is BO_EIO
+ * at once, since it may have been applied.
  */
 #ifndef BO_CLIENT_H
 #define BO_CLIENT_H
@@ -100,12 +105,14 @@ int bo_instances_parse(const char *s, int **out, size_t *n, struct bo_err *err);
 
 struct bo_client;
 
+/* Zero fields take the defaults. */
 struct bo_client_opts {
     unsigned timeout_ms;       /* per HTTP request (default 30 s) */
     unsigned no_leader_wait_ms; /* retry 503 NO_LEADER this long (default 10 s) */
     bool verbose;              /* log requests to stderr */
 };
 
+/* `c` is copied (it may be released after this); `opts` may be NULL. */
 int bo_client_open(const struct bo_cluster *c, const struct bo_client_opts *opts,
                    struct bo_client **out, struct bo_err *err);
 void bo_client_close(struct bo_client *cl);
@@ -122,12 +129,18 @@ int bo_client_call(struct bo_client *cl, const char *method, const char *path, j
 const char *bo_client_url(const struct bo_client *cl);
 
 /* "POST /api/v1/jobs: 400 INVALID_REQUEST: task_config.resources: ..." from
- * an error answer, into err; returns BO_EINVAL (400), BO_ENOTFOUND (404),
- * BO_EEXIST (409), BO_EBUSY (503), or BO_EIO. */
+ * an error answer, into err; returns BO_EINVAL (400 and other 4xx),
+ * BO_ENOTFOUND (404), BO_EEXIST (409), BO_EBUSY (503), or BO_EIO (5xx). A
+ * 2xx status returns BO_OK and leaves err untouched. Without a JSON error the
+ * first line of `text` (or the reason phrase) stands in for code and message.
+ * A CLI exits BO_EXIT_API_ERROR (10) for any such answer: the codes returned
+ * here overlap with parse errors, so bo_client_exit_code cannot tell. */
 int bo_client_api_error(const char *method, const char *path, unsigned status, json_t *resp,
                         const char *text, struct bo_err *err);
 
-/* The exit code for an error code from this module (transport, API, parse). */
+/* The exit code for an error code from this module that is not an error
+ * answer of the API (see above): BO_EINVAL and BO_ENOTFOUND -> 6 (invalid
+ * parameter), BO_EIO -> 7, BO_EBUSY -> 9, BO_EEXIST -> 10, others -> 20. */
 int bo_client_exit_code(int rc);
 
 /* ---- output ---- */

@@ -37,7 +37,17 @@ struct bo_config_opts {
  *             interpolated job as the executor reads it, docs/executor.md),
  *             cron_schedule, cron_collision_policy... },
  *    "update_config": {...},            the job's UpdateConfig, as given
- *    "source": {"file": "...", "line": 12}}
+ *    "source": {"file": "...", "line": 12},
+ *    "warnings": ["production: deprecated, use tier='preferred'", ...]}
+ *
+ * "update_config" has Aurora's field names with defaults filled in; a set
+ * update_strategy is tagged with its kind: {"queue": {...}}, {"batch":
+ * {...}} or {"var_batch": {...}}. "source" is where the job object was last
+ * made (its Job(...) or job(...) call); line 1 with --read-json. "warnings"
+ * are what Aurora's client printed and carried on after (an unused announce
+ * primary port, the deprecated `production`); the caller shows them.
+ * Nothing is printed by this module; what the file itself prints goes to
+ * stdout (flushed before the call returns).
  *
  * Errors: BO_EINVAL (the CLI exits 3) with a message that names the file
  * and line and the field: "hello.aurora:12: job 'hello': task.resources.ram:

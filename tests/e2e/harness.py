@@ -36,7 +36,8 @@ def check(cond, msg):
 def binary(name):
     for cand in (os.path.join(BUILD, name), os.path.join(BUILD, "tests", name),
                  os.path.join(BUILD, "bench", name), os.path.join(BUILD, "src", "agent", name),
-                 os.path.join(BUILD, "src", "executor", name)):
+                 os.path.join(BUILD, "src", "executor", name),
+                 os.path.join(BUILD, "src", "client", name)):
         if os.path.exists(cand):
             return cand
     raise TestFailure(f"binary '{name}' not found under {BUILD}")
