@@ -148,7 +148,8 @@ int bo_clusters_load(json_t **out, struct bo_err *err)
     {
         names[k++] = key;
     }
-    qsort(names, n, sizeof(*names), cmp_names);
+    if (n > 1)
+        qsort(names, n, sizeof(*names), cmp_names);
     for (k = 0; k < n; k++) {
         if (json_array_append(arr, json_object_get(merged, names[k])) != 0) {
             rc = bo_errf(err, BO_ENOMEM, "clusters: out of memory");

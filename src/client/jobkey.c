@@ -199,7 +199,8 @@ int bo_instances_parse(const char *s, int **out, size_t *n, struct bo_err *err)
             break;
         p = comma + 1;
     }
-    qsort(v, len, sizeof(*v), cmp_int);
+    if (len > 1)
+        qsort(v, len, sizeof(*v), cmp_int);
     size_t u = 0;
     for (size_t i = 0; i < len; i++)
         if (u == 0 || v[u - 1] != v[i])

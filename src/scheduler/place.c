@@ -364,7 +364,9 @@ static int ports_build(struct ports *pt, const struct bo_place_range *r, size_t 
         v[i].lo = r[i].lo;
         v[i].hi = r[i].hi;
     }
-    qsort(v, n, sizeof(*v), cmp_range);
+    if (n > 1) {
+        qsort(v, n, sizeof(*v), cmp_range);
+    }
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (m > 0 && v[i].lo <= v[m - 1].hi + 1) {
@@ -1941,7 +1943,9 @@ int bo_place_tasks(struct bo_place *p, const struct bo_place_request *req, size_
                 }
             }
         }
-        qsort(list, n_list, sizeof(*list), cmp_host_ptr);
+        if (n_list > 1) {
+            qsort(list, n_list, sizeof(*list), cmp_host_ptr);
+        }
     }
     for (int cls = 0; cls < 2 && res->n_placed < n; cls++) {
         c.n_ring = 0;

@@ -1793,7 +1793,9 @@ int sched_run_prune(struct bo_sched *s, struct sched_batch *b, struct sched_work
         if (rc != BO_OK) {
             break;
         }
-        qsort(l->tasks, l->n, sizeof(*l->tasks), cmp_ended);
+        if (l->n > 1) {
+            qsort(l->tasks, l->n, sizeof(*l->tasks), cmp_ended);
+        }
         size_t keep = (size_t)(s->cfg.history_max_per_job > 0 ? s->cfg.history_max_per_job : 0);
         for (size_t k = 0; k < l->n && pruned < PRUNE_MAX; k++) {
             Bo__ScheduledTask *t = l->tasks[k];

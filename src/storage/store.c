@@ -1063,7 +1063,9 @@ static bool check_save_tasks(const Bo__SaveTasks *op, char *why, size_t n)
     for (size_t i = 0; i < op->n_tasks; i++) {
         ids[i] = op->tasks[i]->assigned_task->task_id;
     }
-    qsort(ids, op->n_tasks, sizeof(*ids), cmp_str_ptr);
+    if (op->n_tasks > 1) {
+        qsort(ids, op->n_tasks, sizeof(*ids), cmp_str_ptr);
+    }
     bool ok = true;
     for (size_t i = 1; i < op->n_tasks && ok; i++) {
         if (strcmp(ids[i - 1], ids[i]) == 0) {
@@ -4514,7 +4516,10 @@ int bo_store_config_groups(struct bo_store *st, const Bo__JobKey *job,
             cc.cfgs[j] = NULL;
         }
         cc.n = 0;
-        qsort(out->groups, out->n, sizeof(*out->groups), cmp_group);
+        if (out->n > 1) {
+            /* (qsort of NULL is undefined even for no elements) */
+            qsort(out->groups, out->n, sizeof(*out->groups), cmp_group);
+        }
     }
     cfg_cache_release(&cc);
     if (rc != BO_OK) {

@@ -128,17 +128,27 @@ class Proc:
         self.p.wait(timeout=10)
         self.reader.join(timeout=5)
 
+    SANITIZER_MARKS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer")
+
     def cleanup(self):
+        """Kill, reap, remove the stderr file; return a sanitizer report the
+        process printed (a daemon that crashed under ASan shows up here even
+        when the test only saw a refused connection), or None."""
         self.signal(signal.SIGKILL)
         try:
             self.p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        err = self.stderr()
+        report = None
+        if any(m in err for m in self.SANITIZER_MARKS):
+            report = f"{self.name}: sanitizer report:\n{err[-4000:]}"
         self.stderr_file.close()
         try:
             os.unlink(self.stderr_path)
         except OSError:
             pass
+        return report
 
 
 class Cluster:
@@ -149,6 +159,7 @@ class Cluster:
         self.procs = []
         self.mounts = []
         self.cleanups = []  # callables run first at cleanup
+        self.reports = []  # sanitizer reports found in the processes' stderr
         self.root = tempfile.mkdtemp(prefix=f"bo-e2e-{name}-")
 
     def path(self, *parts):
@@ -199,7 +210,9 @@ class Cluster:
             except Exception as e:  # noqa: BLE001 - cleanup must go on
                 print(f"  cleanup: {e}")
         for p in self.procs:
-            p.cleanup()
+            report = p.cleanup()
+            if report:
+                self.reports.append(report)
         for m in reversed(self.mounts):
             subprocess.run(["umount", "-l", m], capture_output=True)
         if os.environ.get("BO_KEEP_TMP") != "1":
@@ -238,5 +251,10 @@ def main(tests=None):
             traceback.print_exc()
         finally:
             c.cleanup()
+            if c.reports:
+                failed += 1
+                print(f"FAIL {t.__name__}: a process printed a sanitizer report", flush=True)
+                for r in c.reports:
+                    print(r, flush=True)
     print(f"{passed} passed, {failed} failed, {skipped} skipped")
     sys.exit(1 if failed else 0)

@@ -182,6 +182,7 @@ class Agent:
         self.thread = None
         self.errors = []
         self.ack = 0
+        self.session = ""
         self.registrations = 0
 
     def url(self):
@@ -196,11 +197,16 @@ class Agent:
                           if v not in ("FINISHED", "FAILED", "KILLED", "LOST")]}
         if self.agent_id:
             body["agent_id"] = self.agent_id
+        # what we last heard: the scheduler drops what we handled in the same
+        # session and tells us where to resume (docs/agent-protocol.md)
+        body["session"] = self.session
+        body["ack"] = self.ack
         st, j, _ = http("POST", self.url() + "/agent/v1/register", body)
         if st != 200:
             return False
         self.agent_id = j["agent_id"]
-        self.ack = 0
+        self.session = j.get("session", "")
+        self.ack = j.get("ack", 0)
         self.registrations += 1
         return True
 
