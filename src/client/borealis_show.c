@@ -3,8 +3,10 @@
  * inspect, diff and open.
  *
  * Routes (docs/api.md):
- *   status   GET /api/v1/tasks?role&environment&job_name (the parts without
- *            globs; the rest is matched here with fnmatch)
+ *   status   one job: GET /api/v1/tasks of its active tasks without
+ *            configs, of its terminal ones with, and GET .../config for the
+ *            active configs; a pattern: GET /api/v1/tasks?role&environment&
+ *            job_name (the parts without globs; the rest matched here)
  *   list     GET /api/v1/jobs[?role=]
  *   diff     POST /api/v1/jobs/populate (the config as it would be stored)
  *            and GET /api/v1/jobs/{r}/{e}/{n}/config (what runs)
@@ -131,6 +133,76 @@ static json_t *new_entry(const char *key)
     return json_pack("{s:s, s:[], s:[]}", "job", key, "active", "inactive");
 }
 
+/* One job's tasks, each with its config, cheaply: a job's active tasks
+ * mostly share a few configs, so ask for them without configs (the bulk of
+ * the answer otherwise: 10,000 copies of the same config) and attach the
+ * config of their instance from the job's config groups; the terminal tasks
+ * (a bounded history) come with their own configs. The answer has the
+ * shape of GET /api/v1/tasks. */
+static int fetch_one_job(struct cli *cli, const struct bo_jobkey *k, json_t **resp)
+{
+    static const char ACTIVE[] = "PENDING,THROTTLED,ASSIGNED,STARTING,RUNNING,KILLING,RESTARTING,"
+                                 "DRAINING,PREEMPTING,PARTITIONED";
+    static const char TERMINAL[] = "FINISHED,FAILED,KILLED,LOST";
+    char base[PATH_LEN], path[PATH_LEN + 160];
+    json_t *active = NULL, *ended = NULL, *groups = NULL;
+    snprintf(base, sizeof(base), "/api/v1/tasks?role=%s&environment=%s&job_name=%s", k->role,
+             k->env, k->name);
+    snprintf(path, sizeof(path), "%s&statuses=%s&configs=false", base, ACTIVE);
+    int rc = cli_call(cli, "job status", "GET", path, NULL, &active);
+    if (rc == 0) {
+        snprintf(path, sizeof(path), "%s&statuses=%s", base, TERMINAL);
+        rc = cli_call(cli, "job status", "GET", path, NULL, &ended);
+    }
+    if (rc == 0) {
+        cli_job_path(k, "/config", path, sizeof(path));
+        rc = cli_call(cli, "job status", "GET", path, NULL, &groups);
+    }
+    if (rc != 0)
+        goto out;
+    json_t *list = json_object_get(active, "tasks");
+    size_t i, j;
+    json_t *t, *g;
+    json_array_foreach(list, i, t)
+    {
+        json_t *at = json_object_get(t, "assigned_task");
+        int inst = cli_task_instance(t);
+        json_t *cfg = NULL;
+        json_array_foreach(json_object_get(groups, "groups"), j, g)
+        {
+            size_t r;
+            json_t *range;
+            json_array_foreach(json_object_get(g, "instances"), r, range)
+            {
+                if (inst >= json_integer_value(json_object_get(range, "first")) &&
+                    inst <= json_integer_value(json_object_get(range, "last")))
+                    cfg = json_object_get(g, "config");
+            }
+        }
+        if (cfg == NULL) {
+            /* Changed between the two calls: ask for this one whole. */
+            json_t *one = NULL;
+            snprintf(path, sizeof(path), "/api/v1/tasks?task_ids=%s", cli_task_id(t));
+            if ((rc = cli_call(cli, "job status", "GET", path, NULL, &one)) != 0)
+                goto out;
+            json_t *full = json_array_get(json_object_get(one, "tasks"), 0);
+            if (full != NULL)
+                json_array_set(list, i, full);
+            json_decref(one);
+            continue;
+        }
+        /* Shared, not copied: the tree is only read and printed. */
+        json_object_set(at, "task", cfg);
+    }
+    json_array_extend(list, json_object_get(ended, "tasks"));
+    *resp = json_incref(active);
+out:
+    json_decref(active);
+    json_decref(ended);
+    json_decref(groups);
+    return rc;
+}
+
 int cli_job_status(struct cli *cli)
 {
     struct bo_jobkey k = {0};
@@ -141,14 +213,19 @@ int cli_job_status(struct cli *cli)
         return rc;
     if ((rc = cli_connect(cli, k.cluster)) != 0)
         goto out;
-    snprintf(path, sizeof(path), "/api/v1/tasks");
-    add_filter(path, sizeof(path), "role", k.role);
-    add_filter(path, sizeof(path), "environment", k.env);
-    add_filter(path, sizeof(path), "job_name", k.name);
-    if ((rc = cli_call(cli, "job status", "GET", path, NULL, &resp)) != 0)
+    bool exact = *k.name && !has_glob(k.role) && !has_glob(k.env) && !has_glob(k.name);
+    if (exact) {
+        rc = fetch_one_job(cli, &k, &resp);
+    } else {
+        snprintf(path, sizeof(path), "/api/v1/tasks");
+        add_filter(path, sizeof(path), "role", k.role);
+        add_filter(path, sizeof(path), "environment", k.env);
+        add_filter(path, sizeof(path), "job_name", k.name);
+        rc = cli_call(cli, "job status", "GET", path, NULL, &resp);
+    }
+    if (rc != 0)
         goto out;
     out = json_array();
-    bool exact = *k.name && !has_glob(k.role) && !has_glob(k.env) && !has_glob(k.name);
     if (exact) {
         char key[KEY_MAX];
         bo_jobkey_str(&k, key, sizeof(key));

@@ -232,6 +232,13 @@ def test_service_create_status_restart_kill(c):
               if t["assigned_task"]["instance_id"] == 1 and t["status"] == "KILLED"]
     check(any("bye" in e["message"] for t in killed for e in t["task_events"]),
           f"the kill message: {[t['task_events'] for t in killed]}")
+    # every task, active or not, comes with its config (the CLI attaches the
+    # active ones' from the job's config groups)
+    st = cli.status(key)[0]
+    for t in st["active"] + st["inactive"]:
+        tc = t["assigned_task"].get("task") or {}
+        check(tc.get("job", {}).get("name") == "http_service" and tc.get("resources"),
+              f"task {t['assigned_task']['task_id']} has its config: {tc}")
     cli.run("job", "add", f"{key}/0", "1", "--wait-until", "RUNNING")
     check(cli.active(key) == {0: "RUNNING", 1: "RUNNING"}, f"after add: {cli.active(key)}")
     _, out, _ = cli.run("job", "killall", key)
