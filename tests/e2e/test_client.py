@@ -313,6 +313,39 @@ def test_cron_schedule_start_show_deschedule(c):
             expect=4)
 
 
+def test_backup_and_offline_recovery_keep_the_job(c):
+    # backup now, list backups, then offline recovery into a fresh data
+    # directory: the job is still there after the scheduler starts on it
+    from harness import binary, free_port
+    backups = c.mkdir("backups")
+    s = Scheduler(c, args=FAST + ["--backup-dir", backups]).start()
+    RealAgent(c, s.url, cpus=4, ram=4096, disk=20000).start()
+    cli = Cli(c, {"devcluster": s.url})
+    key = "devcluster/www/devel/hello_world"
+    cli.run("job", "create", key, example("hello_world.aurora"), "--wait-until", "RUNNING")
+    admin = [binary("borealis-admin")]
+    r = subprocess.run(admin + ["scheduler_backup_now", "devcluster"], env=cli.env,
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, f"backup now: {r.returncode} {r.stderr}")
+    r = subprocess.run(admin + ["scheduler_list_backups", "devcluster"], env=cli.env,
+                       capture_output=True, text=True, timeout=60)
+    names = [line.strip() for line in r.stdout.splitlines() if line.strip()]
+    check(r.returncode == 0 and names, f"list backups: {r.stdout} {r.stderr}")
+    backup = os.path.join(backups, names[-1].split()[-1])
+    check(os.path.exists(backup), f"the listed backup is a file: {backup} ({names})")
+    s.stop()
+    fresh = c.path("recovered")
+    c.run([binary("borealis-log"), "recover", "--backup", backup, "--data-dir", fresh],
+          expect=0)
+    s2 = Scheduler(c, name="recovered-sched", data=fresh, args=FAST).start()
+    cli2 = Cli(c, {"devcluster": s2.url})
+    st = cli2.status(key)
+    check(st and st[0]["active"] and
+          st[0]["active"][0]["assigned_task"]["task"]["job"]["name"] == "hello_world",
+          f"the job survived the recovery: {st}")
+    s2.stop()
+
+
 def test_quota(c):
     s, cli = cluster(c)
     s.ok("PUT", "/api/v1/quotas/www", {"cpu": 1.0, "ram_mb": 512, "disk_mb": 1024})
