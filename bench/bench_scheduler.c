@@ -28,9 +28,12 @@
  *
  * Then, with the tasks in the store, K timed calls of each read the API
  * serves: job summaries of role "bench" (J jobs) and tasks without configs
- * of the N-instance job. Each is timed twice: bo_sched_read alone
- * (*_p50_ms, *_p99_ms), and with what the API adds, serializing the answer
- * and freeing it (*_json_p50_ms, *_json_p99_ms).
+ * of the N-instance job. Each is timed twice: bo_sched_read alone, the
+ * answer as a jansson tree (*_p50_ms, *_p99_ms), and bo_sched_read_text,
+ * what the API serves: the answer's text (for tasks written straight from
+ * the stored messages, without a tree) and freeing it (*_json_p50_ms,
+ * *_json_p99_ms; *_bytes is its size). The first call of each checks that
+ * the text is the tree's, byte for byte.
  *
  * Output: progress on stderr every second; one JSON object on stdout (and in
  * --json OUT): tasks, hosts, seconds, tasks_per_s, rss_bytes (VmHWM: the
@@ -517,8 +520,11 @@ static void tick_cb(uv_timer_t *t)
 }
 
 /* K timed calls of one read. out[0..1]: p50 and p99 in ms of bo_sched_read
- * alone; out[2..3]: the same with what the API adds to every answer,
- * serializing the result (compact) and freeing it; out[4]: its size in bytes. */
+ * alone (the tree); out[2..3]: the same of what the API calls,
+ * bo_sched_read_text (the answer's text: the tree dumped compact, or for
+ * tasks the text written without a tree), freeing included; out[4]: the
+ * text's size in bytes. The first call checks that both give the same
+ * bytes. */
 static void time_read(struct bench *b, const char *what, const json_t *args, const char *field,
                       size_t want, double out[5])
 {
@@ -543,23 +549,35 @@ static void time_read(struct bench *b, const char *what, const json_t *args, con
             fprintf(stderr, "bench-scheduler: %s: %zu %s, expected %zu\n", what, got, field, want);
             exit(1);
         }
-        double t2 = now_s();
-        char *text = json_dumps(res, JSON_COMPACT);
-        if (text == NULL) {
+        char *tree_text = NULL;
+        if (i == 0 && (tree_text = json_dumps(res, JSON_COMPACT)) == NULL) {
             die(what, BO_ENOMEM, NULL);
         }
-        out[4] = (double)strlen(text);
-        free(text);
         json_decref(res);
+        struct bo_buf text = BO_BUF_INIT;
+        double t2 = now_s();
+        rv = bo_sched_read_text(b->sched, what, args, &text, &err);
+        if (rv != BO_OK) {
+            die(what, rv, &err);
+        }
+        out[4] = (double)text.len;
+        if (tree_text != NULL) {
+            if (strlen(tree_text) != text.len || memcmp(tree_text, text.data, text.len) != 0) {
+                fprintf(stderr, "bench-scheduler: %s: the text differs from the tree's\n", what);
+                exit(1);
+            }
+            free(tree_text);
+        }
+        bo_buf_release(&text);
         lat[i] = (t1 - t0) * 1000.0;
-        full[i] = (t1 - t0 + now_s() - t2) * 1000.0;
+        full[i] = (now_s() - t2) * 1000.0;
     }
     out[0] = percentile(lat, k, 0.50);
     out[1] = percentile(lat, k, 0.99);
     out[2] = percentile(full, k, 0.50);
     out[3] = percentile(full, k, 0.99);
     fprintf(stderr,
-            "bench-scheduler: %u x %s: p50 %.3f ms, p99 %.3f ms; serialized and freed: p50 %.3f "
+            "bench-scheduler: %u x %s: p50 %.3f ms, p99 %.3f ms; as text and freed: p50 %.3f "
             "ms, p99 %.3f ms (%.1f s)\n",
             k, what, out[0], out[1], out[2], out[3], now_s() - t_all);
     bo_free(lat);

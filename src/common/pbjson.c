@@ -13,13 +13,27 @@
  * allocation. On error the partly built message is freed with the same
  * function, so nothing leaks whatever the input.
  *
+ * bo_pbjson_write renders the same JSON as json_dumps(bo_pbjson_encode(m),
+ * JSON_COMPACT), byte for byte, straight into a buffer: no tree, no
+ * allocation but the buffer's growth. Both encoders ask the same helpers
+ * which fields appear (field_emitted), under which key (field_json_name)
+ * and as what JSON value (load_value: enum names, 64-bit handling, unset
+ * strings and submessages), so the two cannot disagree on the mapping; the
+ * writer then reproduces jansson's compact dump: its string escapes, its
+ * "%.17g" reals, its integer format and what json_object_set_new does with
+ * a repeated map key. What jansson refuses (invalid UTF-8, a real that is
+ * not finite) fails the writer too (BO_EINVAL), as it makes the encoder
+ * return NULL.
+ *
  * The path of the value being decoded is kept in a small bounded buffer and
  * names the culprit in every error message.
  */
 #include "common/pbjson.h"
 
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,7 +85,10 @@ int bo_pbjson_enum_parse(const ProtobufCEnumDescriptor *d, const char *name, int
     return BO_EINVAL;
 }
 
-/* ------------------------------------------------------------ encode --- */
+/* ------------------------------------------ what both encoders decide --- */
+
+/* The rules below are the mapping's one source of truth: bo_pbjson_encode
+ * turns their answers into jansson values, bo_pbjson_write into text. */
 
 static bool is_map_entry(const ProtobufCMessageDescriptor *d)
 {
@@ -80,61 +97,28 @@ static bool is_map_entry(const ProtobufCMessageDescriptor *d)
            strcmp(d->fields[0].name, "key") == 0 && strcmp(d->fields[1].name, "value") == 0;
 }
 
-static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p, unsigned flags)
+/* True if repeated field `f` is a map (an object of its entries). */
+static bool is_map_field(const ProtobufCFieldDescriptor *f)
 {
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-        return json_integer(*(const int32_t *)p);
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        return json_integer(*(const uint32_t *)p);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return json_integer(*(const int64_t *)p);
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return json_integer((json_int_t) * (const uint64_t *)p);
-    case PROTOBUF_C_TYPE_FLOAT:
-        return json_real(*(const float *)p);
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return json_real(*(const double *)p);
-    case PROTOBUF_C_TYPE_BOOL:
-        return json_boolean(*(const protobuf_c_boolean *)p);
-    case PROTOBUF_C_TYPE_ENUM: {
-        int v = *(const int *)p;
-        const char *name = bo_pbjson_enum_name(f->descriptor, v);
-        return name != NULL ? json_string(name) : json_integer(v);
-    }
-    case PROTOBUF_C_TYPE_STRING: {
-        const char *s = *(char *const *)p;
-        return json_string(s != NULL ? s : "");
-    }
-    case PROTOBUF_C_TYPE_BYTES: {
-        const ProtobufCBinaryData *b = p;
-        if (flags & BO_PBJSON_BYTES_LENGTH) {
-            return json_pack("{s:I}", "bytes", (json_int_t)b->len);
-        }
-        char *hex = bo_malloc(b->len * 2 + 1);
-        if (hex == NULL) {
-            return NULL;
-        }
-        for (size_t i = 0; i < b->len; i++) {
-            snprintf(hex + 2 * i, 3, "%02x", b->data[i]);
-        }
-        hex[b->len * 2] = '\0';
-        json_t *j = json_string(hex);
-        bo_free(hex);
-        return j;
-    }
-    case PROTOBUF_C_TYPE_MESSAGE: {
-        const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
-        return m != NULL ? bo_pbjson_encode(m, flags) : json_null();
-    }
-    }
-    return NULL;
+    return f->type == PROTOBUF_C_TYPE_MESSAGE && is_map_entry(f->descriptor);
+}
+
+/* A map entry's key ("" when unset) and the descriptor and address of its
+ * value. */
+static const char *map_key(const ProtobufCMessage *e)
+{
+    const char *key = *(char *const *)((const char *)e + e->descriptor->fields[0].offset);
+    return key != NULL ? key : "";
+}
+
+static const ProtobufCFieldDescriptor *map_value_field(const ProtobufCMessage *e)
+{
+    return &e->descriptor->fields[1];
+}
+
+static const void *map_value(const ProtobufCMessage *e)
+{
+    return (const char *)e + e->descriptor->fields[1].offset;
 }
 
 static size_t elem_size(const ProtobufCFieldDescriptor *f)
@@ -166,37 +150,14 @@ static size_t elem_size(const ProtobufCFieldDescriptor *f)
     return 0;
 }
 
-static json_t *encode_repeated(const ProtobufCFieldDescriptor *f, const char *base, unsigned flags)
+static size_t repeated_count(const ProtobufCFieldDescriptor *f, const char *base)
 {
-    size_t n = *(const size_t *)(base + f->quantifier_offset);
-    const char *arr = *(char *const *)(base + f->offset);
-    size_t sz = elem_size(f);
-    bool map = f->type == PROTOBUF_C_TYPE_MESSAGE && is_map_entry(f->descriptor);
-    json_t *out = map ? json_object() : json_array();
-    if (out == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const void *p = arr + i * sz;
-        if (map) {
-            const ProtobufCMessage *e = *(ProtobufCMessage *const *)p;
-            const ProtobufCMessageDescriptor *ed = e->descriptor;
-            const char *eb = (const char *)e;
-            const char *key = *(char *const *)(eb + ed->fields[0].offset);
-            json_t *v = encode_value(&ed->fields[1], eb + ed->fields[1].offset, flags);
-            if (v == NULL || json_object_set_new(out, key != NULL ? key : "", v) != 0) {
-                json_decref(out);
-                return NULL;
-            }
-        } else {
-            json_t *v = encode_value(f, p, flags);
-            if (v == NULL || json_array_append_new(out, v) != 0) {
-                json_decref(out);
-                return NULL;
-            }
-        }
-    }
-    return out;
+    return *(const size_t *)(base + f->quantifier_offset);
+}
+
+static const char *repeated_array(const ProtobufCFieldDescriptor *f, const char *base)
+{
+    return *(char *const *)(base + f->offset);
 }
 
 /* True if a plain (not oneof, not repeated) field holds its proto3 default. */
@@ -218,6 +179,195 @@ static bool is_default(const ProtobufCFieldDescriptor *f, const void *p)
     }
 }
 
+/* Whether field `f` of the message at `base` is in the output: repeated
+ * fields unless empty and compact, oneof members when their oneof names
+ * them, unset submessages never, defaults only without BO_PBJSON_COMPACT. */
+static bool field_emitted(const ProtobufCFieldDescriptor *f, const char *base, unsigned flags)
+{
+    bool compact = (flags & BO_PBJSON_COMPACT) != 0;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+        return !compact || repeated_count(f, base) > 0;
+    }
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+        return *(const uint32_t *)(base + f->quantifier_offset) == f->id;
+    }
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE || compact) {
+        return !is_default(f, base + f->offset);
+    }
+    return true;
+}
+
+/* The key of field `f` in its message's object. */
+static const char *field_json_name(const ProtobufCFieldDescriptor *f)
+{
+    return f->name;
+}
+
+/* One value as JSON sees it. */
+enum jkind { J_INT, J_REAL, J_BOOL, J_STRING, J_BYTES, J_MESSAGE, J_NULL };
+
+struct jvalue {
+    enum jkind kind;
+    json_int_t i;                 /* J_INT, J_BOOL */
+    double d;                     /* J_REAL */
+    const char *s;                /* J_STRING, never NULL */
+    const ProtobufCBinaryData *b; /* J_BYTES */
+    const ProtobufCMessage *m;    /* J_MESSAGE */
+};
+
+/* Read the value of field `f` at `p` (a plain slot or an array slot):
+ * 64-bit unsigned values as json_int_t (two's complement), floats widened
+ * to double, enums by name (their number if the name is unknown), unset
+ * strings as "", unset submessages as null. */
+static void load_value(const ProtobufCFieldDescriptor *f, const void *p, struct jvalue *v)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        v->kind = J_INT;
+        v->i = *(const int32_t *)p;
+        return;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        v->kind = J_INT;
+        v->i = *(const uint32_t *)p;
+        return;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        v->kind = J_INT;
+        v->i = *(const int64_t *)p;
+        return;
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        v->kind = J_INT;
+        v->i = (json_int_t) * (const uint64_t *)p;
+        return;
+    case PROTOBUF_C_TYPE_FLOAT:
+        v->kind = J_REAL;
+        v->d = *(const float *)p;
+        return;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        v->kind = J_REAL;
+        v->d = *(const double *)p;
+        return;
+    case PROTOBUF_C_TYPE_BOOL:
+        v->kind = J_BOOL;
+        v->i = *(const protobuf_c_boolean *)p != 0;
+        return;
+    case PROTOBUF_C_TYPE_ENUM: {
+        int e = *(const int *)p;
+        const char *name = bo_pbjson_enum_name(f->descriptor, e);
+        if (name != NULL) {
+            v->kind = J_STRING;
+            v->s = name;
+        } else {
+            v->kind = J_INT;
+            v->i = e;
+        }
+        return;
+    }
+    case PROTOBUF_C_TYPE_STRING: {
+        const char *s = *(char *const *)p;
+        v->kind = J_STRING;
+        v->s = s != NULL ? s : "";
+        return;
+    }
+    case PROTOBUF_C_TYPE_BYTES:
+        v->kind = J_BYTES;
+        v->b = p;
+        return;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        v->m = *(ProtobufCMessage *const *)p;
+        v->kind = v->m != NULL ? J_MESSAGE : J_NULL;
+        return;
+    }
+    v->kind = J_NULL;
+}
+
+/* Bytes as lowercase hex: 2 * b->len characters at `dst`, not terminated. */
+static void hex_encode(const ProtobufCBinaryData *b, char *dst)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < b->len; i++) {
+        dst[2 * i] = digits[b->data[i] >> 4];
+        dst[2 * i + 1] = digits[b->data[i] & 15];
+    }
+}
+
+/* ---------------------------------------------------- encode (jansson) --- */
+
+static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p, unsigned flags)
+{
+    struct jvalue v;
+    load_value(f, p, &v);
+    switch (v.kind) {
+    case J_INT:
+        return json_integer(v.i);
+    case J_REAL:
+        return json_real(v.d);
+    case J_BOOL:
+        return json_boolean(v.i);
+    case J_STRING:
+        return json_string(v.s);
+    case J_BYTES: {
+        if (flags & BO_PBJSON_BYTES_LENGTH) {
+            return json_pack("{s:I}", "bytes", (json_int_t)v.b->len);
+        }
+        size_t n;
+        if (bo_mul_overflows(v.b->len, 2, &n)) {
+            return NULL;
+        }
+        char *hex = bo_malloc(n + 1);
+        if (hex == NULL) {
+            return NULL;
+        }
+        hex_encode(v.b, hex);
+        json_t *j = json_stringn(hex, n);
+        bo_free(hex);
+        return j;
+    }
+    case J_MESSAGE:
+        return bo_pbjson_encode(v.m, flags);
+    case J_NULL:
+        return json_null();
+    }
+    return NULL;
+}
+
+static json_t *encode_repeated(const ProtobufCFieldDescriptor *f, const char *base, unsigned flags)
+{
+    size_t n = repeated_count(f, base);
+    const char *arr = repeated_array(f, base);
+    size_t sz = elem_size(f);
+    bool map = is_map_field(f);
+    json_t *out = map ? json_object() : json_array();
+    if (out == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const void *p = arr + i * sz;
+        if (map) {
+            /* A repeated key replaces the value in place (jansson keeps
+             * the first key's position); bo_pbjson_write does the same. */
+            const ProtobufCMessage *e = *(ProtobufCMessage *const *)p;
+            json_t *v = encode_value(map_value_field(e), map_value(e), flags);
+            if (v == NULL || json_object_set_new(out, map_key(e), v) != 0) {
+                json_decref(out);
+                return NULL;
+            }
+        } else {
+            json_t *v = encode_value(f, p, flags);
+            if (v == NULL || json_array_append_new(out, v) != 0) {
+                json_decref(out);
+                return NULL;
+            }
+        }
+    }
+    return out;
+}
+
 json_t *bo_pbjson_encode(const ProtobufCMessage *m, unsigned flags)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -226,33 +376,359 @@ json_t *bo_pbjson_encode(const ProtobufCMessage *m, unsigned flags)
     if (obj == NULL) {
         return NULL;
     }
-    bool compact = (flags & BO_PBJSON_COMPACT) != 0;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
-        json_t *v;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            if (compact && *(const size_t *)(base + f->quantifier_offset) == 0) {
-                continue;
-            }
-            v = encode_repeated(f, base, flags);
-        } else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-            uint32_t which = *(const uint32_t *)(base + f->quantifier_offset);
-            if (which != f->id) {
-                continue;
-            }
-            v = encode_value(f, base + f->offset, flags);
-        } else if ((f->type == PROTOBUF_C_TYPE_MESSAGE || compact) &&
-                   is_default(f, base + f->offset)) {
+        if (!field_emitted(f, base, flags)) {
             continue;
-        } else {
-            v = encode_value(f, base + f->offset, flags);
         }
-        if (v == NULL || json_object_set_new(obj, f->name, v) != 0) {
+        json_t *v = f->label == PROTOBUF_C_LABEL_REPEATED
+                        ? encode_repeated(f, base, flags)
+                        : encode_value(f, base + f->offset, flags);
+        if (v == NULL || json_object_set_new(obj, field_json_name(f), v) != 0) {
             json_decref(obj);
             return NULL;
         }
     }
     return obj;
+}
+
+/* ------------------------------------------------------- encode (text) --- */
+
+/* Room for `n` more bytes; the check inline, the growth in bo_buf_reserve. */
+static inline int room(struct bo_buf *out, size_t n)
+{
+    return out->cap - out->len >= n ? BO_OK : bo_buf_reserve(out, n);
+}
+
+static inline int put(struct bo_buf *out, const char *s, size_t n)
+{
+    int rc = room(out, n);
+    if (rc == BO_OK) {
+        memcpy(out->data + out->len, s, n);
+        out->len += n;
+    }
+    return rc;
+}
+
+static inline int put_char(struct bo_buf *out, char c)
+{
+    int rc = room(out, 1);
+    if (rc == BO_OK) {
+        out->data[out->len++] = (uint8_t)c;
+    }
+    return rc;
+}
+
+/* Length of the UTF-8 sequence starting at s[0] (in a NUL-terminated
+ * string: the terminator is no continuation byte, so nothing past it is
+ * read) if it is one jansson accepts (utf8_check_first and
+ * utf8_check_full: no overlong forms, no surrogates, nothing past
+ * U+10FFFF), 0 if not. */
+static size_t utf8_seq_len(const uint8_t *s)
+{
+    uint8_t u = s[0];
+    size_t len;
+    uint32_t cp;
+    if (u >= 0xC2 && u <= 0xDF) {
+        len = 2;
+        cp = u & 0x1F;
+    } else if (u >= 0xE0 && u <= 0xEF) {
+        len = 3;
+        cp = u & 0x0F;
+    } else if (u >= 0xF0 && u <= 0xF4) {
+        len = 4;
+        cp = u & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if (s[i] < 0x80 || s[i] > 0xBF) {
+            return 0;
+        }
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (len == 3 && cp < 0x800) ||
+        (len == 4 && cp < 0x10000)) {
+        return 0;
+    }
+    return len;
+}
+
+/* A string as jansson's dump_string writes it without JSON_ENSURE_ASCII
+ * and JSON_ESCAPE_SLASH: '"' and '\\' escaped, control characters as the
+ * short escapes or \u00XX (uppercase hex), everything else as is. Invalid
+ * UTF-8 is BO_EINVAL, as json_string refuses it. */
+static int write_string(struct bo_buf *out, const char *str)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const uint8_t *s = (const uint8_t *)str;
+    int rc = put_char(out, '"');
+    size_t run = 0; /* start of the bytes not yet copied */
+    size_t i = 0;
+    uint8_t c;
+    while (rc == BO_OK && (c = s[i]) != '\0') {
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t len = utf8_seq_len(s + i);
+            if (len == 0) {
+                return BO_EINVAL;
+            }
+            i += len;
+            continue;
+        }
+        rc = put(out, str + run, i - run);
+        if (rc != BO_OK) {
+            break;
+        }
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t elen = 2;
+        switch (c) {
+        case '"':
+        case '\\':
+            esc[1] = (char)c;
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            elen = 6;
+            break;
+        }
+        rc = put(out, esc, elen);
+        i++;
+        run = i;
+    }
+    if (rc == BO_OK) {
+        rc = put(out, str + run, i - run);
+    }
+    return rc == BO_OK ? put_char(out, '"') : rc;
+}
+
+/* An integer as jansson prints it ("%" JSON_INTEGER_FORMAT). */
+static int write_int(struct bo_buf *out, json_int_t v)
+{
+    char tmp[24];
+    size_t k = sizeof(tmp);
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[--k] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        tmp[--k] = '-';
+    }
+    return put(out, tmp + k, sizeof(tmp) - k);
+}
+
+/* A real as jansson prints it (jsonp_dtostr at the default precision):
+ * "%.17g", the locale's decimal point turned into '.', ".0" appended when
+ * there is neither a '.' nor an exponent, and the exponent without '+' and
+ * leading zeros. Not finite is BO_EINVAL, as json_real refuses it. */
+static int write_real(struct bo_buf *out, double v)
+{
+    if (!isfinite(v)) {
+        return BO_EINVAL;
+    }
+    char b[100];
+    int r = snprintf(b, sizeof(b), "%.17g", v);
+    if (r < 0 || (size_t)r >= sizeof(b) - 3) {
+        return BO_EINVAL;
+    }
+    size_t len = (size_t)r;
+    const char *point = localeconv()->decimal_point;
+    if (*point != '.') {
+        char *pos = strchr(b, *point);
+        if (pos != NULL) {
+            *pos = '.';
+        }
+    }
+    if (strchr(b, '.') == NULL && strchr(b, 'e') == NULL) {
+        memcpy(b + len, ".0", 3);
+        len += 2;
+    }
+    char *start = strchr(b, 'e');
+    if (start != NULL) {
+        start++;
+        char *end = start + 1;
+        if (*start == '-') {
+            start++;
+        }
+        while (*end == '0') {
+            end++;
+        }
+        if (end != start) {
+            memmove(start, end, len - (size_t)(end - b) + 1);
+            len -= (size_t)(end - start);
+        }
+    }
+    return put(out, b, len);
+}
+
+static int write_message(const ProtobufCMessage *m, unsigned flags, struct bo_buf *out);
+
+static int write_value(const ProtobufCFieldDescriptor *f, const void *p, unsigned flags,
+                       struct bo_buf *out)
+{
+    struct jvalue v;
+    load_value(f, p, &v);
+    switch (v.kind) {
+    case J_INT:
+        return write_int(out, v.i);
+    case J_REAL:
+        return write_real(out, v.d);
+    case J_BOOL:
+        return v.i ? put(out, "true", 4) : put(out, "false", 5);
+    case J_STRING:
+        return write_string(out, v.s);
+    case J_BYTES: {
+        int rc;
+        if (flags & BO_PBJSON_BYTES_LENGTH) {
+            rc = put(out, "{\"bytes\":", 9);
+            if (rc == BO_OK) {
+                rc = write_int(out, (json_int_t)v.b->len);
+            }
+            return rc == BO_OK ? put_char(out, '}') : rc;
+        }
+        size_t n;
+        if (bo_mul_overflows(v.b->len, 2, &n) || n > SIZE_MAX - 2) {
+            return BO_ENOMEM;
+        }
+        rc = room(out, n + 2);
+        if (rc == BO_OK) {
+            out->data[out->len++] = '"';
+            hex_encode(v.b, (char *)out->data + out->len);
+            out->len += n;
+            out->data[out->len++] = '"';
+        }
+        return rc;
+    }
+    case J_MESSAGE:
+        return write_message(v.m, flags, out);
+    case J_NULL:
+        return put(out, "null", 4);
+    }
+    return BO_EINVAL;
+}
+
+/* A map: one key per distinct entry key, at the first entry's position,
+ * with the last entry's value (what json_object_set_new makes of repeated
+ * keys). Quadratic in the entries; maps hold a few. */
+static int write_map(const ProtobufCMessage *const *es, size_t n, unsigned flags,
+                     struct bo_buf *out)
+{
+    int rc = put_char(out, '{');
+    bool first = true;
+    for (size_t i = 0; i < n && rc == BO_OK; i++) {
+        const char *key = map_key(es[i]);
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++) {
+            seen = strcmp(map_key(es[j]), key) == 0;
+        }
+        if (seen) {
+            continue;
+        }
+        const ProtobufCMessage *last = es[i];
+        for (size_t j = i + 1; j < n; j++) {
+            if (strcmp(map_key(es[j]), key) == 0) {
+                last = es[j];
+            }
+        }
+        if (!first) {
+            rc = put_char(out, ',');
+        }
+        first = false;
+        if (rc == BO_OK) {
+            rc = write_string(out, key);
+        }
+        if (rc == BO_OK) {
+            rc = put_char(out, ':');
+        }
+        if (rc == BO_OK) {
+            rc = write_value(map_value_field(last), map_value(last), flags, out);
+        }
+    }
+    return rc == BO_OK ? put_char(out, '}') : rc;
+}
+
+static int write_repeated(const ProtobufCFieldDescriptor *f, const char *base, unsigned flags,
+                          struct bo_buf *out)
+{
+    size_t n = repeated_count(f, base);
+    const char *arr = repeated_array(f, base);
+    if (is_map_field(f)) {
+        return write_map((const ProtobufCMessage *const *)arr, n, flags, out);
+    }
+    size_t sz = elem_size(f);
+    int rc = put_char(out, '[');
+    for (size_t i = 0; i < n && rc == BO_OK; i++) {
+        if (i > 0) {
+            rc = put_char(out, ',');
+        }
+        if (rc == BO_OK) {
+            rc = write_value(f, arr + i * sz, flags, out);
+        }
+    }
+    return rc == BO_OK ? put_char(out, ']') : rc;
+}
+
+static int write_message(const ProtobufCMessage *m, unsigned flags, struct bo_buf *out)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const char *base = (const char *)m;
+    int rc = put_char(out, '{');
+    bool first = true;
+    for (unsigned i = 0; i < d->n_fields && rc == BO_OK; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (!field_emitted(f, base, flags)) {
+            continue;
+        }
+        if (!first) {
+            rc = put_char(out, ',');
+        }
+        first = false;
+        if (rc == BO_OK) {
+            rc = write_string(out, field_json_name(f));
+        }
+        if (rc == BO_OK) {
+            rc = put_char(out, ':');
+        }
+        if (rc == BO_OK) {
+            rc = f->label == PROTOBUF_C_LABEL_REPEATED
+                     ? write_repeated(f, base, flags, out)
+                     : write_value(f, base + f->offset, flags, out);
+        }
+    }
+    return rc == BO_OK ? put_char(out, '}') : rc;
+}
+
+int bo_pbjson_write(const ProtobufCMessage *m, unsigned flags, struct bo_buf *out)
+{
+    size_t saved = out->len;
+    int rc = write_message(m, flags, out);
+    if (rc != BO_OK) {
+        out->len = saved;
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------ decode --- */
@@ -488,7 +964,7 @@ static int decode_map(const ProtobufCFieldDescriptor *f, const json_t *j, char *
 static int decode_repeated(const ProtobufCFieldDescriptor *f, const json_t *j, char *base,
                            struct path *path, struct bo_err *err)
 {
-    if (f->type == PROTOBUF_C_TYPE_MESSAGE && is_map_entry(f->descriptor)) {
+    if (is_map_field(f)) {
         return decode_map(f, j, base, path, err);
     }
     if (!json_is_array(j)) {

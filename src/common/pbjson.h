@@ -30,6 +30,7 @@
 #include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 
 /* Encoding flags. */
@@ -43,9 +44,19 @@ enum {
 };
 
 /* Encode `m`. Without flags scalar fields are always present (zero
- * included) and unset submessages and oneofs are left out. NULL only when
- * out of memory. */
+ * included) and unset submessages and oneofs are left out. NULL when out of
+ * memory, and for a string that is not valid UTF-8 or a real that is not
+ * finite (jansson refuses both). */
 json_t *bo_pbjson_encode(const ProtobufCMessage *m, unsigned flags);
+
+/* Append the JSON text of `m` to `out`: exactly the bytes of
+ * json_dumps(bo_pbjson_encode(m, flags), JSON_COMPACT), without building the
+ * tree (the API's big reads). The only allocations are `out` growing.
+ * BO_ENOMEM when out of memory; BO_EINVAL for what bo_pbjson_encode cannot
+ * encode either: a string or map key that is not valid UTF-8, a float or
+ * double that is not finite. On error `out` keeps what it held before the
+ * call (its length is restored; its capacity may have grown). */
+int bo_pbjson_write(const ProtobufCMessage *m, unsigned flags, struct bo_buf *out);
 
 /* Decode `j` (an object) into a new message of type `d`. */
 int bo_pbjson_decode(const ProtobufCMessageDescriptor *d, const json_t *j, ProtobufCMessage **out,

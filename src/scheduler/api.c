@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/buf.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -190,6 +191,18 @@ static void send_json(struct bo_http_req *req, unsigned status, json_t *j)
     free(s);
 }
 
+/* send_json's sibling for an answer already rendered as JSON text in `b`
+ * (which gets the same trailing newline). */
+static void send_buf(struct bo_http_req *req, unsigned status, struct bo_buf *b)
+{
+    if (bo_buf_append_byte(b, '\n') != BO_OK) {
+        const char *oom = "{\"code\":\"ERROR\",\"message\":\"out of memory\",\"details\":[]}";
+        bo_http_respond(req, 500, "application/json", oom, strlen(oom));
+        return;
+    }
+    bo_http_respond(req, status, "application/json", b->data, b->len);
+}
+
 static void send_error(struct bo_http_req *req, int code, const char *msg)
 {
     json_t *j = json_pack("{s:s, s:s, s:[]}", "code", code_name(code), "message",
@@ -327,15 +340,15 @@ static void answer_read(struct bo_api *api, struct bo_http_req *req, const char 
                         const char *what, json_t *args)
 {
     struct bo_err err = BO_ERR_INIT;
-    json_t *out = NULL;
-    int rc = bo_sched_read(api->sched, what, args, &out, &err);
+    struct bo_buf text = BO_BUF_INIT;
+    int rc = bo_sched_read_text(api->sched, what, args, &text, &err);
     count_request(api, route, code_status(rc));
     if (rc != BO_OK) {
         send_error(req, rc, bo_err_msg(&err, rc));
     } else {
-        send_json(req, 200, out);
-        json_decref(out);
+        send_buf(req, 200, &text);
     }
+    bo_buf_release(&text);
     json_decref(args);
 }
 

@@ -1946,8 +1946,9 @@ static json_t *counts_json(const struct bo_task_counts *c)
                      (json_int_t)c->failed);
 }
 
-static int read_tasks(struct bo_sched *s, const json_t *args, bool pending_reasons, json_t **out,
-                      struct bo_err *err)
+/* The tasks a "tasks" read asks for, from the store. */
+static int load_tasks(struct bo_sched *s, const json_t *args, bool pending_reasons,
+                      struct bo_task_list *l, struct bo_err *err)
 {
     Bo__ScheduleStatus st[32];
     const char *ids[MAXQ], *hosts[MAXQ];
@@ -1964,29 +1965,67 @@ static int read_tasks(struct bo_sched *s, const json_t *args, bool pending_reaso
         q.n_statuses = 1;
         configs = false;
     }
+    return bo_store_query_tasks(s->store, &q, configs, l, err);
+}
+
+/* A task as the API shows it: the ScheduledTask, its status by the state
+ * machine's name. NULL when the encoder refuses it or out of memory. */
+static json_t *task_json(const Bo__ScheduledTask *t)
+{
+    json_t *j = bo_pbjson_encode(&t->base, 0);
+    if (j != NULL) {
+        json_object_set_new(j, "status", json_string(bo_tsm_status_name(t->status)));
+    }
+    return j;
+}
+
+static int dump_to_buf(const char *text, size_t len, void *data)
+{
+    return bo_buf_append(data, text, len) == BO_OK ? 0 : -1;
+}
+
+/* task_json's text, appended to `out`: written straight from the message
+ * when the state machine's name of the status is the encoder's (every
+ * status in storage.proto), else dumped from the tree. BO_EINVAL for a task
+ * task_json cannot encode, BO_ENOMEM; `out` is as it was on error. */
+static int task_write(const Bo__ScheduledTask *t, struct bo_buf *out)
+{
+    const char *name = bo_pbjson_enum_name(&bo__schedule_status__descriptor, t->status);
+    if (name != NULL && strcmp(name, bo_tsm_status_name(t->status)) == 0) {
+        return bo_pbjson_write(&t->base, 0, out);
+    }
+    json_t *j = task_json(t);
+    if (j == NULL) {
+        return BO_EINVAL;
+    }
+    size_t saved = out->len;
+    int rc = json_dump_callback(j, dump_to_buf, out, JSON_COMPACT) == 0 ? BO_OK : BO_ENOMEM;
+    if (rc != BO_OK) {
+        out->len = saved;
+    }
+    json_decref(j);
+    return rc;
+}
+
+static int read_tasks(struct bo_sched *s, const json_t *args, bool pending_reasons, json_t **out,
+                      struct bo_err *err)
+{
     struct bo_task_list l = {0};
-    rc = bo_store_query_tasks(s->store, &q, configs, &l, err);
+    int rc = load_tasks(s, args, pending_reasons, &l, err);
     if (rc != BO_OK) {
         return rc;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < l.n && arr != NULL; i++) {
         if (pending_reasons) {
-            char key[512];
             const Bo__AssignedTask *a = l.tasks[i]->assigned_task;
-            snprintf(key, sizeof(key), "%s", a->task_id);
             /* the task id starts with role-env-name; the job comes from the query */
             json_t *o =
                 json_pack("{s:s, s:i}", "task_id", a->task_id, "instance_id", a->instance_id);
             json_array_append_new(arr, o);
-            (void)key;
         } else {
-            json_t *t = bo_pbjson_encode(&l.tasks[i]->base, 0);
-            if (t != NULL) {
-                json_object_set_new(t, "status",
-                                    json_string(bo_tsm_status_name(l.tasks[i]->status)));
-            }
-            json_array_append_new(arr, t);
+            /* a task the encoder refuses (NULL) is left out */
+            json_array_append_new(arr, task_json(l.tasks[i]));
         }
     }
     bo_task_list_release(&l);
@@ -1994,6 +2033,46 @@ static int read_tasks(struct bo_sched *s, const json_t *args, bool pending_reaso
         return bo_errf(err, BO_ENOMEM, "out of memory");
     }
     *out = json_pack("{s:o}", "tasks", arr);
+    return BO_OK;
+}
+
+/* read_tasks (without pending reasons) as text, without the tree: the
+ * bytes json_dumps(JSON_COMPACT) gives for read_tasks' answer. */
+static int read_tasks_text(struct bo_sched *s, const json_t *args, struct bo_buf *out,
+                           struct bo_err *err)
+{
+    struct bo_task_list l = {0};
+    int rc = load_tasks(s, args, false, &l, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    size_t saved = out->len;
+    rc = bo_buf_append(out, "{\"tasks\":[", 10);
+    bool first = true;
+    for (size_t i = 0; i < l.n && rc == BO_OK; i++) {
+        size_t mark = out->len;
+        if (!first) {
+            rc = bo_buf_append_byte(out, ',');
+        }
+        if (rc == BO_OK) {
+            rc = task_write(l.tasks[i], out);
+        }
+        if (rc == BO_EINVAL) {
+            /* left out, as read_tasks leaves it out */
+            out->len = mark;
+            rc = BO_OK;
+            continue;
+        }
+        first = false;
+    }
+    if (rc == BO_OK) {
+        rc = bo_buf_append(out, "]}", 2);
+    }
+    bo_task_list_release(&l);
+    if (rc != BO_OK) {
+        out->len = saved;
+        return bo_errf(err, rc, "out of memory");
+    }
     return BO_OK;
 }
 
@@ -2304,4 +2383,24 @@ int sched_read(struct bo_sched *s, const char *what, const json_t *args, json_t 
         return read_cron(s, out, err);
     }
     return bo_errf(err, BO_ENOTFOUND, "unknown read '%s'", what);
+}
+
+int bo_sched_read_text(struct bo_sched *s, const char *what, const json_t *args, struct bo_buf *out,
+                       struct bo_err *err)
+{
+    if (strcmp(what, "tasks") == 0) {
+        return read_tasks_text(s, args, out, err);
+    }
+    json_t *j = NULL;
+    int rc = sched_read(s, what, args, &j, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    size_t saved = out->len;
+    if (j == NULL || json_dump_callback(j, dump_to_buf, out, JSON_COMPACT) != 0) {
+        out->len = saved;
+        rc = bo_errf(err, BO_ENOMEM, "out of memory");
+    }
+    json_decref(j);
+    return rc;
 }
