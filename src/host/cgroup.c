@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -353,6 +354,36 @@ static int rmdir_err(const char *path, struct bo_err *err)
     return BO_OK;
 }
 
+/* Can a process be moved into the group? Executors join their task's group
+ * first thing; where that is refused (a v2 namespace whose root holds
+ * processes, a read-only delegation) the agent must fall back now, not fail
+ * every launch later. A short-lived child joins and exits. */
+static int probe_join(const char *dir, const char *file, struct bo_err *err)
+{
+    char p[PATH_MAX];
+    if (join2(p, dir, file) != BO_OK) {
+        return bo_errf(err, BO_ETOOBIG, "path too long: '%s/%s'", dir, file);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        return bo_errf(err, bo_err_from_errno(e), "fork: %s", strerror(e));
+    }
+    if (pid == 0) {
+        int fd = open(p, O_WRONLY | O_CLOEXEC);
+        char num[32];
+        int n = snprintf(num, sizeof(num), "%ld", (long)getpid());
+        _exit(fd >= 0 && write(fd, num, (size_t)n) == n ? 0 : 1);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        return bo_errf(err, BO_EIO, "a process cannot join '%s'", dir);
+    }
+    return BO_OK;
+}
+
 /* Create a probe group in `root`, run the writes, remove it. */
 static int probe(struct bo_cg *cg, const char *root, bool mem, bool cpu, struct bo_err *err)
 {
@@ -382,6 +413,9 @@ static int probe(struct bo_cg *cg, const char *root, bool mem, bool cpu, struct 
             rv = write_in(dir, "cpu.max", "max 100000", err);
         }
         cg->swap_max = file_exists(dir, "memory.swap.max");
+    }
+    if (rv == BO_OK) {
+        rv = probe_join(dir, cg->mode == BO_CG_V1 ? "tasks" : "cgroup.procs", err);
     }
     int rrv = rmdir_err(dir, rv == BO_OK ? err : NULL);
     return rv != BO_OK ? rv : rrv;
