@@ -574,6 +574,9 @@ static int set_limits(const struct bo_cg *cg, const char *mem, const char *cpu, 
                 rv = write_in(mem, "memory.memsw.limit_in_bytes", v, err);
             }
         } else {
+            /* memory.oom.group stays 0: the executor lives in the task's
+             * group too, and must outlive the OOM kill of a process to
+             * report it (FAILED "memory limit exceeded") and end the rest. */
             rv = write_in(mem, "memory.max", v, err);
             if (rv == BO_OK && cg->swap_max) {
                 rv = write_in(mem, "memory.swap.max", "0", err);
@@ -582,9 +585,6 @@ static int set_limits(const struct bo_cg *cg, const char *mem, const char *cpu, 
         if (rv != BO_OK) {
             return rv;
         }
-    }
-    if (cg->mode == BO_CG_V2) {
-        write_in(mem, "memory.oom.group", "1", NULL); /* best effort: older kernels lack it */
     }
     if (cpus > 0) {
         long long quota = (long long)(cpus * BO_CG_CPU_PERIOD_US + 0.5); /* cpus > 0 */

@@ -91,7 +91,8 @@ const char *bo_cg_describe(const struct bo_cg *cg);
  * 100 ms period, at least 1 ms; negative, NaN or above BO_CG_MAX_CPUS is
  * BO_EINVAL). v1 also sets memory.memsw.limit_in_bytes to the same value when
  * it is usable, so swap cannot dodge the limit; v2 sets memory.swap.max to 0
- * when it exists, and memory.oom.group to 1 so an OOM kills the whole task.
+ * when it exists (memory.oom.group is left at 0: the executor shares the
+ * group and must outlive an OOM kill to report it).
  * An existing group is BO_EEXIST. On failure nothing is left behind. */
 int bo_cg_task_create(const struct bo_cg *cg, const char *task_id, uint64_t mem_bytes, double cpus,
                       struct bo_cg_task *out, struct bo_err *err);
