@@ -2038,40 +2038,56 @@ static int read_tasks(struct bo_sched *s, const json_t *args, bool pending_reaso
 
 /* read_tasks (without pending reasons) as text, without the tree: the
  * bytes json_dumps(JSON_COMPACT) gives for read_tasks' answer. */
+struct text_ctx {
+    struct bo_buf *out;
+    bool first;
+};
+
+static int write_one(const Bo__ScheduledTask *t, void *data)
+{
+    struct text_ctx *x = data;
+    size_t mark = x->out->len;
+    int rc = x->first ? BO_OK : bo_buf_append_byte(x->out, ',');
+    if (rc == BO_OK) {
+        rc = task_write(t, x->out);
+    }
+    if (rc == BO_EINVAL) {
+        /* left out, as read_tasks leaves it out */
+        x->out->len = mark;
+        return BO_OK;
+    }
+    if (rc == BO_OK) {
+        x->first = false;
+    }
+    return rc;
+}
+
+/* The tasks answer as text, each task written as it is read from the store
+ * (bo_store_each_task): no list, no tree, no allocation per field. */
 static int read_tasks_text(struct bo_sched *s, const json_t *args, struct bo_buf *out,
                            struct bo_err *err)
 {
-    struct bo_task_list l = {0};
-    int rc = load_tasks(s, args, false, &l, err);
+    Bo__ScheduleStatus st[32];
+    const char *ids[MAXQ], *hosts[MAXQ];
+    int32_t inst[MAXQ];
+    struct bo_task_query q;
+    int rc = query_from_json(args, &q, st, 32, ids, MAXQ, inst, MAXQ, hosts, MAXQ, err);
     if (rc != BO_OK) {
         return rc;
     }
+    bool configs = !json_is_false(json_object_get(args, "configs"));
     size_t saved = out->len;
+    struct text_ctx x = {out, true};
     rc = bo_buf_append(out, "{\"tasks\":[", 10);
-    bool first = true;
-    for (size_t i = 0; i < l.n && rc == BO_OK; i++) {
-        size_t mark = out->len;
-        if (!first) {
-            rc = bo_buf_append_byte(out, ',');
-        }
-        if (rc == BO_OK) {
-            rc = task_write(l.tasks[i], out);
-        }
-        if (rc == BO_EINVAL) {
-            /* left out, as read_tasks leaves it out */
-            out->len = mark;
-            rc = BO_OK;
-            continue;
-        }
-        first = false;
+    if (rc == BO_OK) {
+        rc = bo_store_each_task(s->store, &q, configs, write_one, &x, err);
     }
     if (rc == BO_OK) {
         rc = bo_buf_append(out, "]}", 2);
     }
-    bo_task_list_release(&l);
     if (rc != BO_OK) {
         out->len = saved;
-        return bo_errf(err, rc, "out of memory");
+        return rc == BO_ENOMEM ? bo_errf(err, rc, "out of memory") : rc;
     }
     return BO_OK;
 }

@@ -75,6 +75,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -4083,6 +4084,136 @@ int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, boo
     out->n_configs = cc.n;
     bo_free(cc.ids);
     return BO_OK;
+}
+
+/* A bump allocator for protobuf-c: allocations come from 64 KiB chunks
+ * (bigger ones get a chunk of their own), frees are no-ops, and a reset
+ * makes all of it reusable. Tasks streamed by bo_store_each_task live here
+ * one at a time. */
+#define ARENA_CHUNK (64u << 10)
+
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t size, used;
+    max_align_t data[];
+};
+
+struct arena {
+    struct arena_chunk *head, *cur;
+    bool failed;
+};
+
+static void *arena_alloc(void *data, size_t size)
+{
+    struct arena *a = data;
+    size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    for (struct arena_chunk *c = a->cur; c != NULL; c = c->next) {
+        if (c->size - c->used >= size) {
+            void *p = (uint8_t *)c->data + c->used;
+            c->used += size;
+            a->cur = c;
+            return p;
+        }
+        if (c->next != NULL) {
+            c->next->used = 0;
+        }
+    }
+    size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;
+    struct arena_chunk *c = bo_malloc(sizeof(*c) + cap);
+    if (c == NULL) {
+        a->failed = true;
+        return NULL;
+    }
+    c->size = cap;
+    c->used = size;
+    c->next = NULL;
+    if (a->cur != NULL) {
+        /* keep the chain: append after the last chunk */
+        struct arena_chunk *last = a->cur;
+        while (last->next != NULL) {
+            last = last->next;
+        }
+        last->next = c;
+    } else {
+        a->head = c;
+    }
+    a->cur = c;
+    return c->data;
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+static void arena_reset(struct arena *a)
+{
+    a->cur = a->head;
+    if (a->head != NULL) {
+        a->head->used = 0;
+    }
+}
+
+static void arena_release(struct arena *a)
+{
+    struct arena_chunk *c = a->head;
+    while (c != NULL) {
+        struct arena_chunk *next = c->next;
+        bo_free(c);
+        c = next;
+    }
+    *a = (struct arena){0};
+}
+
+int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
+                       bo_task_fn fn, void *data, struct bo_err *err)
+{
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct conn *c = &st->main;
+    sqlite3_stmt *s = NULL;
+    rc = task_query_prepare(c, q, false, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct arena arena = {0};
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, &arena};
+    struct cfg_cache cc = {0};
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        size_t len;
+        const uint8_t *body = col_blob(s, 1, &len);
+        arena_reset(&arena);
+        Bo__ScheduledTask *t = bo__scheduled_task__unpack(&alloc, len, body);
+        if (t == NULL || t->assigned_task == NULL) {
+            rc = arena.failed
+                     ? bo_errf(err, BO_ENOMEM, "task query: out of memory")
+                     : bo_errf(err, BO_ECORRUPT, "task query: cannot decode a stored task");
+            break;
+        }
+        if (with_configs) {
+            Bo__TaskConfig *cfg;
+            rc = cfg_cache_get(c, &cc, sqlite3_column_int64(s, 0), &cfg, err);
+            if (rc != BO_OK) {
+                break;
+            }
+            t->assigned_task->task = cfg;
+        }
+        rc = fn(t, data);
+        if (rc != BO_OK) {
+            break;
+        }
+    }
+    if (rc == BO_OK && step != SQLITE_DONE) {
+        rc = sql_fail(c->db, step, err, "task query");
+    }
+    qcache_release(c, s);
+    cfg_cache_release(&cc);
+    arena_release(&arena);
+    return rc;
 }
 
 void bo_task_list_release(struct bo_task_list *l)

@@ -164,6 +164,16 @@ struct bo_task_list {
 
 int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
                          struct bo_task_list *out, struct bo_err *err);
+
+/* The same tasks as bo_store_query_tasks, streamed: `fn` is called for each,
+ * in order, with a task (and its config unless !with_configs) that is valid
+ * only during the call. Each task is unpacked into an arena reused from one
+ * task to the next, so a big answer costs no allocation per field and keeps
+ * nothing. A non-BO_OK return from `fn` stops the walk and is returned. For
+ * readers that turn tasks into output at once (the API's task lists). */
+typedef int (*bo_task_fn)(const Bo__ScheduledTask *t, void *data);
+int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
+                       bo_task_fn fn, void *data, struct bo_err *err);
 /* Counts every match: offset and limit are ignored. */
 int bo_store_count_tasks(struct bo_store *st, const struct bo_task_query *q, uint64_t *count,
                          struct bo_err *err);

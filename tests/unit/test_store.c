@@ -455,6 +455,31 @@ static struct bo_store_counts counts_of(struct bo_store *st)
     return c;
 }
 
+struct each_ctx {
+    struct bo_task_list list; /* what bo_store_query_tasks gave */
+    size_t seen;
+    size_t stop_after; /* 0: never */
+};
+
+/* Each streamed task packs to the same bytes as the listed one. */
+static int each_cmp(const Bo__ScheduledTask *t, void *data)
+{
+    struct each_ctx *ec = data;
+    assert_true(ec->seen < ec->list.n);
+    const Bo__ScheduledTask *want = ec->list.tasks[ec->seen];
+    size_t a = protobuf_c_message_get_packed_size(&t->base);
+    size_t b = protobuf_c_message_get_packed_size(&want->base);
+    assert_int_equal(a, b);
+    uint8_t *pa = bo_malloc(a + 1), *pb = bo_malloc(b + 1);
+    protobuf_c_message_pack(&t->base, pa);
+    protobuf_c_message_pack(&want->base, pb);
+    assert_memory_equal(pa, pb, a);
+    bo_free(pa);
+    bo_free(pb);
+    ec->seen++;
+    return ec->stop_after && ec->seen == ec->stop_after ? BO_ECANCELED : BO_OK;
+}
+
 static void query(struct bo_store *st, const struct bo_task_query *q, struct bo_task_list *l)
 {
     struct bo_err err = BO_ERR_INIT;
@@ -586,6 +611,21 @@ static void test_tasks_round_trip(void **state)
     assert_int_equal(l.n, 8);
     assert_null(l.tasks[0]->assigned_task->task);
     bo_task_list_release(&l);
+
+    /* Streamed (arena-backed) walks see the same tasks, byte for byte, with
+     * and without configs, and a callback can stop the walk. */
+    for (int with = 0; with < 2; with++) {
+        struct each_ctx ec = {0};
+        assert_int_equal(bo_store_query_tasks(st, &q, with, &ec.list, &err), BO_OK);
+        assert_int_equal(bo_store_each_task(st, &q, with, each_cmp, &ec, &err), BO_OK);
+        assert_int_equal(ec.seen, 8);
+        bo_task_list_release(&ec.list);
+    }
+    struct each_ctx stop = {.stop_after = 3};
+    assert_int_equal(bo_store_query_tasks(st, &q, true, &stop.list, &err), BO_OK);
+    assert_int_equal(bo_store_each_task(st, &q, true, each_cmp, &stop, &err), BO_ECANCELED);
+    assert_int_equal(stop.seen, 3);
+    bo_task_list_release(&stop.list);
 
     struct bo_store_counts c = counts_of(st);
     assert_int_equal(c.tasks, 8);
