@@ -139,6 +139,20 @@ class Scheduler:
         return None
 
 
+def replicas(c, args=(), n=3):
+    """n scheduler replicas forming one raft group, started; returns
+    (schedulers, the leader) once one leads."""
+    ports = [(free_port(), free_port()) for _ in range(n)]
+    peers = [f"{i + 1},127.0.0.1:{r},http://127.0.0.1:{h}" for i, (h, r) in enumerate(ports)]
+    ss = [Scheduler(c, name=f"s{i + 1}", http_port=h, raft_port=r, id=i + 1, peers=peers,
+                    args=list(args)) for i, (h, r) in enumerate(ports)]
+    for x in ss:
+        x.start(wait_leader=False)
+    leader = wait_for("a leader", lambda: [x for x in ss if x.get("/leaderhealth")[0] == 200],
+                      30)[0]
+    return ss, leader
+
+
 def job(role="www", env="prod", name="hello", instances=1, service=True, cpus=0.5, ram=64,
         disk=64, ports=(), constraints=(), max_task_failures=1, tier=None, cron=None,
         policy=None, partition=None):

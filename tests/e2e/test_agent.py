@@ -15,7 +15,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(__file__))
 from agentlib import RealAgent, job, latest_message, proc  # noqa: E402
 from harness import Skip, check, main  # noqa: E402
-from schedlib import Scheduler, wait_for  # noqa: E402
+from schedlib import Scheduler, replicas, wait_for  # noqa: E402
 
 FAST = ["--agent-timeout", "3s", "--agent-poll-hold", "500ms", "--initial-flapping-delay", "1s",
         "--max-flapping-delay", "2s", "--flapping-threshold", "1s", "--kill-retry", "2s"]
@@ -328,15 +328,7 @@ def test_snoozed_health_checks_do_not_fail_the_task(c):
 
 def test_agent_follows_a_failover(c):
     # three replicas; the agent knows all three URLs and ends up at the leader
-    from harness import free_port
-    ports = [(free_port(), free_port()) for _ in range(3)]
-    peers = [f"{i + 1},127.0.0.1:{r},http://127.0.0.1:{h}" for i, (h, r) in enumerate(ports)]
-    ss = [Scheduler(c, name=f"s{i + 1}", http_port=h, raft_port=r, id=i + 1, peers=peers,
-                    args=FAST) for i, (h, r) in enumerate(ports)]
-    for x in ss:
-        x.start(wait_leader=False)
-    leader = wait_for("a leader", lambda: [x for x in ss if x.get("/leaderhealth")[0] == 200],
-                      30)[0]
+    ss, leader = replicas(c, FAST)
     a = RealAgent(c, [x.url for x in ss]).start()
     check(a.get("/api/v1/agent")[1]["scheduler"] == leader.url, "the agent found the leader")
     create(leader, job("ha", [proc("sleep", "sleep 1000")], service=True))

@@ -9,8 +9,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import check, free_port, main  # noqa: E402
-from schedlib import Agent, Scheduler, http, job, wait_for  # noqa: E402
+from harness import check, main  # noqa: E402
+from schedlib import Agent, Scheduler, http, job, replicas, wait_for  # noqa: E402
 
 FAST = ["--agent-timeout", "2s", "--agent-poll-hold", "500ms", "--initial-flapping-delay",
         "1s", "--max-flapping-delay", "4s", "--flapping-threshold", "1s", "--kill-retry", "1s"]
@@ -444,14 +444,7 @@ def test_admin_backup_recovery_snapshot_reconcile(c):
 
 
 def test_follower_redirects_to_leader(c):
-    ports = [(free_port(), free_port()) for _ in range(3)]
-    peers = [f"{i + 1},127.0.0.1:{r},http://127.0.0.1:{h}" for i, (h, r) in enumerate(ports)]
-    ss = [Scheduler(c, name=f"s{i + 1}", http_port=h, raft_port=r, id=i + 1, peers=peers,
-                    args=FAST) for i, (h, r) in enumerate(ports)]
-    for s in ss:
-        s.start(wait_leader=False)
-    leader = wait_for("a leader", lambda: [s for s in ss if s.get("/leaderhealth")[0] == 200],
-                      30)[0]
+    ss, leader = replicas(c, FAST)
     follower = next(s for s in ss if s is not leader)
     wait_for("follower knows the leader", lambda: follower.get("/leaderhealth")[0] == 503, 10)
     st, j, hdrs = follower.post("/api/v1/jobs", job())
