@@ -523,6 +523,35 @@ static void on_handle_closed(uv_handle_t *h)
     run_unref(h->data);
 }
 
+/* Output of a piped run: to the console and/or the rotated log file. */
+static void log_data(struct run *r, int which, const char *data, size_t n)
+{
+    const struct bo_tconf_proc *pc = &r->x->conf.procs[r->idx];
+    if (pc->log_dest == BO_TCONF_LOG_CONSOLE || pc->log_dest == BO_TCONF_LOG_BOTH) {
+        write_all(which == 0 ? STDOUT_FILENO : STDERR_FILENO, data, n);
+    }
+    /* Files hold log_size bytes each, however the output arrives (a process
+     * that prints and exits at once arrives as one big read). A file is
+     * rotated before the next write once it is full, not right after, so the
+     * newest output is always in the current file. */
+    while (n > 0 && r->fds[which] >= 0) {
+        if (pc->log_rotate && r->written[which] >= pc->log_size) {
+            rotate_log(r, which);
+            if (r->fds[which] < 0) {
+                return;
+            }
+        }
+        size_t chunk = n;
+        if (pc->log_rotate && (int64_t)chunk > pc->log_size - r->written[which]) {
+            chunk = (size_t)(pc->log_size - r->written[which]);
+        }
+        write_all(r->fds[which], data, chunk);
+        r->written[which] += (int64_t)chunk;
+        data += chunk;
+        n -= chunk;
+    }
+}
+
 static void on_log_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct run *r = s->data;
@@ -531,17 +560,30 @@ static void on_log_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         uv_close((uv_handle_t *)s, on_handle_closed);
         return;
     }
-    const struct bo_tconf_proc *pc = &r->x->conf.procs[r->idx];
-    if (pc->log_dest == BO_TCONF_LOG_CONSOLE || pc->log_dest == BO_TCONF_LOG_BOTH) {
-        write_all(which == 0 ? STDOUT_FILENO : STDERR_FILENO, buf->base, (size_t)nread);
-    }
-    if (r->fds[which] < 0) {
-        return;
-    }
-    write_all(r->fds[which], buf->base, (size_t)nread);
-    r->written[which] += nread;
-    if (pc->log_rotate && r->written[which] >= pc->log_size) {
-        rotate_log(r, which);
+    log_data(r, which, buf->base, (size_t)nread);
+}
+
+/* The process has exited: what it wrote is all in its pipes already, but
+ * libuv may deliver the exit before the last reads. Take it now, so the
+ * logs are complete before the run's end is reported (a process that
+ * prints and exits at once must not lose its last lines). Non-blocking:
+ * a daemon it left behind may keep a pipe open. */
+static void drain_pipes(struct run *r)
+{
+    char buf[65536];
+    for (int i = 0; i < 2; i++) {
+        uv_os_fd_t fd;
+        if (uv_is_closing((uv_handle_t *)&r->pipes[i]) ||
+            uv_fileno((uv_handle_t *)&r->pipes[i], &fd) != 0) {
+            continue;
+        }
+        for (;;) {
+            ssize_t n = read(fd, buf, sizeof(buf));
+            if (n <= 0) {
+                break; /* EOF, EAGAIN (nothing more), or an error */
+            }
+            log_data(r, i, buf, (size_t)n);
+        }
     }
 }
 
@@ -600,6 +642,9 @@ static void on_proc_exit(uv_process_t *h, int64_t status, int term_signal)
     bo_info("process '%s' run %d exited: %s %d", proc_name(x, r->idx), r->run,
             term_signal != 0 ? "signal" : "code", term_signal != 0 ? term_signal : (int)status);
     check_oom(x, proc_name(x, r->idx));
+    if (r->piped) {
+        drain_pipes(r);
+    }
     bo_runner_exited(&x->runner, r->idx, (int)status, term_signal, now);
     int stragglers = count_stragglers(x);
     bo_runner_stragglers(&x->runner, stragglers, now);
