@@ -112,7 +112,7 @@ struct bo_agent {
     bool registering;
     struct bo_httpc_call *reg_call, *poll_call, *status_call;
     int64_t poll_hold_ms;
-    char session[64]; /* the scheduler's, from the last registration */
+    char session[64];  /* the scheduler's, from the last registration */
     int64_t ack;       /* last command handled */
     int64_t batch_seq; /* highest seq of the batch being prepared */
     size_t batch_pending;

@@ -107,9 +107,9 @@ struct bo_client;
 
 /* Zero fields take the defaults. */
 struct bo_client_opts {
-    unsigned timeout_ms;       /* per HTTP request (default 30 s) */
+    unsigned timeout_ms;        /* per HTTP request (default 30 s) */
     unsigned no_leader_wait_ms; /* retry 503 NO_LEADER this long (default 10 s) */
-    bool verbose;              /* log requests to stderr */
+    bool verbose;               /* log requests to stderr */
 };
 
 /* `c` is copied (it may be released after this); `opts` may be NULL. */

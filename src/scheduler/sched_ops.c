@@ -1858,11 +1858,22 @@ int sched_run_op(struct bo_sched *s, struct sched_batch *b, struct sched_work *w
 
 /* ----------------------------------------------------------------- reads --- */
 
-static int query_from_json(const json_t *a, struct bo_task_query *q, Bo__ScheduleStatus *st,
-                           size_t max_st, const char **ids, size_t max_ids, int32_t *inst,
-                           size_t max_inst, const char **hosts, size_t max_hosts,
+#define MAXQ 1024
+
+/* Room for the lists a task query points into; lives as long as the query. */
+struct query_space {
+    Bo__ScheduleStatus st[32];
+    const char *ids[MAXQ], *hosts[MAXQ];
+    int32_t inst[MAXQ];
+};
+
+static int query_from_json(const json_t *a, struct bo_task_query *q, struct query_space *sp,
                            struct bo_err *err)
 {
+    const size_t max_st = sizeof(sp->st) / sizeof(sp->st[0]);
+    Bo__ScheduleStatus *st = sp->st;
+    const char **ids = sp->ids, **hosts = sp->hosts;
+    int32_t *inst = sp->inst;
     *q = (struct bo_task_query){0};
     if (a == NULL) {
         return BO_OK;
@@ -1898,7 +1909,7 @@ static int query_from_json(const json_t *a, struct bo_task_query *q, Bo__Schedul
     q->statuses = st;
     v = json_object_get(a, "task_ids");
     for (size_t i = 0; i < json_array_size(v); i++) {
-        if (!json_is_string(json_array_get(v, i)) || i >= max_ids) {
+        if (!json_is_string(json_array_get(v, i)) || i >= MAXQ) {
             return bo_errf(err, BO_EINVAL, "task_ids[%zu]: expected a task id", i);
         }
         ids[q->n_task_ids++] = json_string_value(json_array_get(v, i));
@@ -1906,7 +1917,7 @@ static int query_from_json(const json_t *a, struct bo_task_query *q, Bo__Schedul
     q->task_ids = ids;
     v = json_object_get(a, "hosts");
     for (size_t i = 0; i < json_array_size(v); i++) {
-        if (!json_is_string(json_array_get(v, i)) || i >= max_hosts) {
+        if (!json_is_string(json_array_get(v, i)) || i >= MAXQ) {
             return bo_errf(err, BO_EINVAL, "hosts[%zu]: expected a host", i);
         }
         hosts[q->n_hosts++] = json_string_value(json_array_get(v, i));
@@ -1915,7 +1926,7 @@ static int query_from_json(const json_t *a, struct bo_task_query *q, Bo__Schedul
     v = json_object_get(a, "instance_ids");
     for (size_t i = 0; i < json_array_size(v); i++) {
         json_t *x = json_array_get(v, i);
-        if (!json_is_integer(x) || i >= max_inst || json_integer_value(x) < 0 ||
+        if (!json_is_integer(x) || i >= MAXQ || json_integer_value(x) < 0 ||
             json_integer_value(x) > INT32_MAX) {
             return bo_errf(err, BO_EINVAL, "instance_ids[%zu]: expected an instance id", i);
         }
@@ -1937,8 +1948,6 @@ static int query_from_json(const json_t *a, struct bo_task_query *q, Bo__Schedul
     return BO_OK;
 }
 
-#define MAXQ 1024
-
 static json_t *counts_json(const struct bo_task_counts *c)
 {
     return json_pack("{s:I, s:I, s:I, s:I}", "active", (json_int_t)c->active, "pending",
@@ -1950,11 +1959,9 @@ static json_t *counts_json(const struct bo_task_counts *c)
 static int load_tasks(struct bo_sched *s, const json_t *args, bool pending_reasons,
                       struct bo_task_list *l, struct bo_err *err)
 {
-    Bo__ScheduleStatus st[32];
-    const char *ids[MAXQ], *hosts[MAXQ];
-    int32_t inst[MAXQ];
+    struct query_space sp;
     struct bo_task_query q;
-    int rc = query_from_json(args, &q, st, 32, ids, MAXQ, inst, MAXQ, hosts, MAXQ, err);
+    int rc = query_from_json(args, &q, &sp, err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -2067,11 +2074,9 @@ static int write_one(const Bo__ScheduledTask *t, void *data)
 static int read_tasks_text(struct bo_sched *s, const json_t *args, struct bo_buf *out,
                            struct bo_err *err)
 {
-    Bo__ScheduleStatus st[32];
-    const char *ids[MAXQ], *hosts[MAXQ];
-    int32_t inst[MAXQ];
+    struct query_space sp;
     struct bo_task_query q;
-    int rc = query_from_json(args, &q, st, 32, ids, MAXQ, inst, MAXQ, hosts, MAXQ, err);
+    int rc = query_from_json(args, &q, &sp, err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -2096,11 +2101,9 @@ static int read_tasks_text(struct bo_sched *s, const json_t *args, struct bo_buf
  * with the reason of their job's last placement attempt. */
 static int read_pending(struct bo_sched *s, const json_t *args, json_t **out, struct bo_err *err)
 {
-    Bo__ScheduleStatus st[32];
-    const char *ids[MAXQ], *hosts[MAXQ];
-    int32_t inst[MAXQ];
+    struct query_space sp;
     struct bo_task_query q;
-    int rc = query_from_json(args, &q, st, 32, ids, MAXQ, inst, MAXQ, hosts, MAXQ, err);
+    int rc = query_from_json(args, &q, &sp, err);
     if (rc != BO_OK) {
         return rc;
     }

@@ -4024,68 +4024,6 @@ static void task_list_detach(Bo__ScheduledTask **tasks, size_t n)
     }
 }
 
-int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
-                         struct bo_task_list *out, struct bo_err *err)
-{
-    *out = (struct bo_task_list){0};
-    int rc = store_usable(st, err);
-    if (rc != BO_OK) {
-        return rc;
-    }
-    struct conn *c = &st->main;
-    sqlite3_stmt *s = NULL;
-    rc = task_query_prepare(c, q, false, &s, err);
-    if (rc != BO_OK) {
-        return rc;
-    }
-    struct msg_vec tasks = {0};
-    struct cfg_cache cc = {0};
-    int step;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        size_t len;
-        const uint8_t *body = col_blob(s, 1, &len);
-        Bo__ScheduledTask *t = bo__scheduled_task__unpack(NULL, len, body);
-        if (t == NULL || t->assigned_task == NULL) {
-            if (t != NULL) {
-                bo__scheduled_task__free_unpacked(t, NULL);
-            }
-            rc = bo_errf(err, BO_ECORRUPT, "task query: cannot decode a stored task");
-            break;
-        }
-        if (with_configs) {
-            Bo__TaskConfig *cfg;
-            rc = cfg_cache_get(c, &cc, sqlite3_column_int64(s, 0), &cfg, err);
-            if (rc != BO_OK) {
-                bo__scheduled_task__free_unpacked(t, NULL);
-                break;
-            }
-            t->assigned_task->task = cfg;
-        }
-        if (vec_push(&tasks, t) != BO_OK) {
-            t->assigned_task->task = NULL;
-            bo__scheduled_task__free_unpacked(t, NULL);
-            rc = bo_errf(err, BO_ENOMEM, "task query: out of memory");
-            break;
-        }
-    }
-    if (rc == BO_OK && step != SQLITE_DONE) {
-        rc = sql_fail(c->db, step, err, "task query");
-    }
-    qcache_release(c, s);
-    if (rc != BO_OK) {
-        task_list_detach((Bo__ScheduledTask **)tasks.v, tasks.n);
-        vec_release(&tasks);
-        cfg_cache_release(&cc);
-        return rc;
-    }
-    out->tasks = (Bo__ScheduledTask **)tasks.v;
-    out->n = tasks.n;
-    out->configs = cc.cfgs;
-    out->n_configs = cc.n;
-    bo_free(cc.ids);
-    return BO_OK;
-}
-
 /* A bump allocator for protobuf-c: allocations come from 64 KiB chunks
  * (bigger ones get a chunk of their own), frees are no-ops, and a reset
  * makes all of it reusable. Tasks streamed by bo_store_each_task live here
@@ -4107,6 +4045,7 @@ static void *arena_alloc(void *data, size_t size)
 {
     struct arena *a = data;
     size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    struct arena_chunk *last = NULL;
     for (struct arena_chunk *c = a->cur; c != NULL; c = c->next) {
         if (c->size - c->used >= size) {
             void *p = (uint8_t *)c->data + c->used;
@@ -4115,8 +4054,9 @@ static void *arena_alloc(void *data, size_t size)
             return p;
         }
         if (c->next != NULL) {
-            c->next->used = 0;
+            c->next->used = 0; /* left over from before the last reset */
         }
+        last = c;
     }
     size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;
     struct arena_chunk *c = bo_malloc(sizeof(*c) + cap);
@@ -4127,12 +4067,7 @@ static void *arena_alloc(void *data, size_t size)
     c->size = cap;
     c->used = size;
     c->next = NULL;
-    if (a->cur != NULL) {
-        /* keep the chain: append after the last chunk */
-        struct arena_chunk *last = a->cur;
-        while (last->next != NULL) {
-            last = last->next;
-        }
+    if (last != NULL) {
         last->next = c;
     } else {
         a->head = c;
@@ -4166,8 +4101,16 @@ static void arena_release(struct arena *a)
     *a = (struct arena){0};
 }
 
-int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
-                       bo_task_fn fn, void *data, struct bo_err *err)
+typedef int (*row_fn)(Bo__ScheduledTask *t, void *data);
+
+/* The rows a task query selects, in order: each unpacked (into `arena`,
+ * reset from row to row, or on the heap when it is NULL), given its config
+ * from `cc` when asked, and handed to `fn`. A heap task belongs to `fn`
+ * once handed over; one that fails before is freed here. A non-BO_OK
+ * return from `fn` stops the walk and is returned. */
+static int walk_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
+                      struct cfg_cache *cc, struct arena *arena, row_fn fn, void *data,
+                      struct bo_err *err)
 {
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
@@ -4179,25 +4122,32 @@ int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool 
     if (rc != BO_OK) {
         return rc;
     }
-    struct arena arena = {0};
-    ProtobufCAllocator alloc = {arena_alloc, arena_free, &arena};
-    struct cfg_cache cc = {0};
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, arena};
+    ProtobufCAllocator *a = arena != NULL ? &alloc : NULL;
     int step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         size_t len;
         const uint8_t *body = col_blob(s, 1, &len);
-        arena_reset(&arena);
-        Bo__ScheduledTask *t = bo__scheduled_task__unpack(&alloc, len, body);
+        if (arena != NULL) {
+            arena_reset(arena);
+        }
+        Bo__ScheduledTask *t = bo__scheduled_task__unpack(a, len, body);
         if (t == NULL || t->assigned_task == NULL) {
-            rc = arena.failed
+            if (t != NULL && arena == NULL) {
+                bo__scheduled_task__free_unpacked(t, NULL);
+            }
+            rc = arena != NULL && arena->failed
                      ? bo_errf(err, BO_ENOMEM, "task query: out of memory")
                      : bo_errf(err, BO_ECORRUPT, "task query: cannot decode a stored task");
             break;
         }
         if (with_configs) {
             Bo__TaskConfig *cfg;
-            rc = cfg_cache_get(c, &cc, sqlite3_column_int64(s, 0), &cfg, err);
+            rc = cfg_cache_get(c, cc, sqlite3_column_int64(s, 0), &cfg, err);
             if (rc != BO_OK) {
+                if (arena == NULL) {
+                    bo__scheduled_task__free_unpacked(t, NULL);
+                }
                 break;
             }
             t->assigned_task->task = cfg;
@@ -4211,6 +4161,62 @@ int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool 
         rc = sql_fail(c->db, step, err, "task query");
     }
     qcache_release(c, s);
+    return rc;
+}
+
+/* Keep a heap task in the list being built. */
+static int push_task(Bo__ScheduledTask *t, void *data)
+{
+    if (vec_push(data, t) != BO_OK) {
+        t->assigned_task->task = NULL; /* the config belongs to the cache */
+        bo__scheduled_task__free_unpacked(t, NULL);
+        return BO_ENOMEM;
+    }
+    return BO_OK;
+}
+
+int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
+                         struct bo_task_list *out, struct bo_err *err)
+{
+    *out = (struct bo_task_list){0};
+    struct msg_vec tasks = {0};
+    struct cfg_cache cc = {0};
+    int rc = walk_tasks(st, q, with_configs, &cc, NULL, push_task, &tasks, err);
+    if (rc != BO_OK) {
+        if (rc == BO_ENOMEM && err != NULL && err->msg[0] == '\0') {
+            bo_errf(err, rc, "task query: out of memory");
+        }
+        task_list_detach((Bo__ScheduledTask **)tasks.v, tasks.n);
+        vec_release(&tasks);
+        cfg_cache_release(&cc);
+        return rc;
+    }
+    out->tasks = (Bo__ScheduledTask **)tasks.v;
+    out->n = tasks.n;
+    out->configs = cc.cfgs;
+    out->n_configs = cc.n;
+    bo_free(cc.ids);
+    return BO_OK;
+}
+
+struct each_ctx {
+    bo_task_fn fn;
+    void *data;
+};
+
+static int each_one(Bo__ScheduledTask *t, void *data)
+{
+    struct each_ctx *e = data;
+    return e->fn(t, e->data);
+}
+
+int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
+                       bo_task_fn fn, void *data, struct bo_err *err)
+{
+    struct arena arena = {0};
+    struct cfg_cache cc = {0};
+    struct each_ctx e = {fn, data};
+    int rc = walk_tasks(st, q, with_configs, &cc, &arena, each_one, &e, err);
     cfg_cache_release(&cc);
     arena_release(&arena);
     return rc;
