@@ -58,6 +58,13 @@ json_t *bo_pbjson_encode(const ProtobufCMessage *m, unsigned flags);
  * call (its length is restored; its capacity may have grown). */
 int bo_pbjson_write(const ProtobufCMessage *m, unsigned flags, struct bo_buf *out);
 
+/* Append `str` as a JSON string, and `v` as a JSON integer, exactly as
+ * jansson's compact dump writes them: for answers written as text around
+ * bo_pbjson_write. BO_EINVAL for a string that is not valid UTF-8 (`out`
+ * may then hold part of it: the caller restores its length), BO_ENOMEM. */
+int bo_pbjson_write_str(const char *str, struct bo_buf *out);
+int bo_pbjson_write_int(int64_t v, struct bo_buf *out);
+
 /* Decode `j` (an object) into a new message of type `d`. */
 int bo_pbjson_decode(const ProtobufCMessageDescriptor *d, const json_t *j, ProtobufCMessage **out,
                      struct bo_err *err);

@@ -117,9 +117,10 @@ void bo_sched_agent_poll_cancel(struct bo_sched *s, void *data);
 int bo_sched_read(struct bo_sched *s, const char *what, const json_t *args, json_t **out,
                   struct bo_err *err);
 /* The same read as its answer's text, appended to `out`: the bytes
- * json_dumps(JSON_COMPACT) gives for bo_sched_read's answer. "tasks" is
- * written straight from the stored messages (bo_pbjson_write), without the
- * tree, for the API's big reads; every other read is bo_sched_read dumped.
+ * json_dumps(JSON_COMPACT) gives for bo_sched_read's answer. "tasks" and
+ * "job_summaries" are written straight from the stored messages
+ * (bo_pbjson_write), without the tree, for the API's big reads; every other
+ * read is bo_sched_read dumped.
  * On error `out` keeps what it held (its capacity may have grown). */
 int bo_sched_read_text(struct bo_sched *s, const char *what, const json_t *args, struct bo_buf *out,
                        struct bo_err *err);

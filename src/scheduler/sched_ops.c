@@ -2140,6 +2140,23 @@ static int read_pending(struct bo_sched *s, const json_t *args, json_t **out, st
     return BO_OK;
 }
 
+/* A cron job's next run: the one armed, else computed from its schedule;
+ * 0 when it has none. */
+static int64_t job_next_cron_ms(struct bo_sched *s, const struct bo_job_summary *j, const char *key)
+{
+    struct sched_cron *c = NULL;
+    HASH_FIND_STR(s->crons, key, c);
+    int64_t next = c != NULL ? c->next_ms : 0;
+    if (next == 0) {
+        struct bo_cron ce;
+        struct bo_err e2 = BO_ERR_INIT;
+        if (bo_cron_parse(&ce, j->cron_schedule, &e2) == BO_OK) {
+            bo_cron_next(&ce, sched_now_ms(s), s->cfg.cron_utc, &next);
+        }
+    }
+    return next;
+}
+
 static int read_job_summaries(struct bo_sched *s, const json_t *args, json_t **out,
                               struct bo_err *err)
 {
@@ -2152,23 +2169,14 @@ static int read_job_summaries(struct bo_sched *s, const json_t *args, json_t **o
     json_t *arr = json_array();
     for (size_t i = 0; i < l.n; i++) {
         const struct bo_job_summary *j = &l.jobs[i];
-        char key[512];
-        job_key_str(j->key, key, sizeof(key));
         json_t *o = json_pack("{s:o, s:o, s:b, s:i}", "key", bo_pbjson_encode(&j->key->base, 0),
                               "stats", counts_json(&j->counts), "is_cron", j->is_cron,
                               "instance_count", j->instance_count);
         if (j->is_cron && j->cron_schedule != NULL) {
+            char key[512];
+            job_key_str(j->key, key, sizeof(key));
             json_object_set_new(o, "cron_schedule", json_string(j->cron_schedule));
-            struct sched_cron *c = NULL;
-            HASH_FIND_STR(s->crons, key, c);
-            int64_t next = c != NULL ? c->next_ms : 0;
-            if (next == 0) {
-                struct bo_cron ce;
-                struct bo_err e2 = BO_ERR_INIT;
-                if (bo_cron_parse(&ce, j->cron_schedule, &e2) == BO_OK) {
-                    bo_cron_next(&ce, sched_now_ms(s), s->cfg.cron_utc, &next);
-                }
-            }
+            int64_t next = job_next_cron_ms(s, j, key);
             if (next > 0) {
                 json_object_set_new(o, "next_cron_run_ms", json_integer(next));
             }
@@ -2177,6 +2185,78 @@ static int read_job_summaries(struct bo_sched *s, const json_t *args, json_t **o
     }
     bo_job_summary_list_release(&l);
     *out = json_pack("{s:o}", "jobs", arr);
+    return BO_OK;
+}
+
+static int put_lit(struct bo_buf *out, const char *lit)
+{
+    return bo_buf_append(out, lit, strlen(lit));
+}
+
+/* One job summary as text: the bytes of read_job_summaries' object, dumped
+ * compact (the API's order of keys, jansson's numbers and strings). */
+static int job_summary_write(struct bo_sched *s, const struct bo_job_summary *j, struct bo_buf *o)
+{
+    const struct bo_task_counts *c = &j->counts;
+    int rc = put_lit(o, "{\"key\":");
+    rc = rc != BO_OK ? rc : bo_pbjson_write(&j->key->base, 0, o);
+    rc = rc != BO_OK ? rc : put_lit(o, ",\"stats\":{\"active\":");
+    rc = rc != BO_OK ? rc : bo_pbjson_write_int((int64_t)c->active, o);
+    rc = rc != BO_OK ? rc : put_lit(o, ",\"pending\":");
+    rc = rc != BO_OK ? rc : bo_pbjson_write_int((int64_t)c->pending, o);
+    rc = rc != BO_OK ? rc : put_lit(o, ",\"finished\":");
+    rc = rc != BO_OK ? rc : bo_pbjson_write_int((int64_t)c->finished, o);
+    rc = rc != BO_OK ? rc : put_lit(o, ",\"failed\":");
+    rc = rc != BO_OK ? rc : bo_pbjson_write_int((int64_t)c->failed, o);
+    rc = rc != BO_OK ? rc : put_lit(o, j->is_cron ? "},\"is_cron\":true" : "},\"is_cron\":false");
+    rc = rc != BO_OK ? rc : put_lit(o, ",\"instance_count\":");
+    rc = rc != BO_OK ? rc : bo_pbjson_write_int(j->instance_count, o);
+    if (rc == BO_OK && j->is_cron && j->cron_schedule != NULL) {
+        char key[512];
+        job_key_str(j->key, key, sizeof(key));
+        rc = put_lit(o, ",\"cron_schedule\":");
+        rc = rc != BO_OK ? rc : bo_pbjson_write_str(j->cron_schedule, o);
+        int64_t next = job_next_cron_ms(s, j, key);
+        if (rc == BO_OK && next > 0) {
+            rc = put_lit(o, ",\"next_cron_run_ms\":");
+            rc = rc != BO_OK ? rc : bo_pbjson_write_int(next, o);
+        }
+    }
+    return rc != BO_OK ? rc : bo_buf_append_byte(o, '}');
+}
+
+/* Job summaries as text, without a tree: a role's page of a thousand jobs
+ * is the UI's most frequent read. A job whose key or schedule is not UTF-8
+ * (neither can come in through the API, which is JSON) is left out. */
+static int read_job_summaries_text(struct bo_sched *s, const json_t *args, struct bo_buf *out,
+                                   struct bo_err *err)
+{
+    const char *role = json_string_value(json_object_get(args, "role"));
+    struct bo_job_summary_list l = {0};
+    int rc = bo_store_job_summaries(s->store, role, &l, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    size_t saved = out->len;
+    rc = put_lit(out, "{\"jobs\":[");
+    bool first = true;
+    for (size_t i = 0; i < l.n && rc == BO_OK; i++) {
+        size_t mark = out->len;
+        rc = first ? BO_OK : bo_buf_append_byte(out, ',');
+        rc = rc != BO_OK ? rc : job_summary_write(s, &l.jobs[i], out);
+        if (rc == BO_EINVAL) {
+            out->len = mark;
+            rc = BO_OK;
+            continue;
+        }
+        first = false;
+    }
+    rc = rc != BO_OK ? rc : put_lit(out, "]}");
+    bo_job_summary_list_release(&l);
+    if (rc != BO_OK) {
+        out->len = saved;
+        return bo_errf(err, BO_ENOMEM, "out of memory");
+    }
     return BO_OK;
 }
 
@@ -2409,6 +2489,9 @@ int bo_sched_read_text(struct bo_sched *s, const char *what, const json_t *args,
 {
     if (strcmp(what, "tasks") == 0) {
         return read_tasks_text(s, args, out, err);
+    }
+    if (strcmp(what, "job_summaries") == 0) {
+        return read_job_summaries_text(s, args, out, err);
     }
     json_t *j = NULL;
     int rc = sched_read(s, what, args, &j, err);

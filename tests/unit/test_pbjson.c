@@ -520,6 +520,64 @@ static void test_write_edges(void **state)
     }
 }
 
+/* The string writer copies plain runs eight bytes at a time: every byte
+ * that needs attention (escapes, control characters, multi-byte UTF-8, and
+ * invalid UTF-8) at every offset around those words, in strings of every
+ * length up to three words, comes out as jansson writes it. */
+static void test_write_strings_at_every_offset(void **state)
+{
+    (void)state;
+    static const char *const special[] = {
+        "\"", "\\",   "\n", "\x01", "\x1f", "\t", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+        "/",  "\x7f", " "};
+    char str[64];
+    for (size_t len = 0; len <= 24; len++) {
+        for (size_t at = 0; at <= len; at++) {
+            for (size_t k = 0; k < sizeof(special) / sizeof(*special); k++) {
+                memset(str, 'a', len);
+                size_t sl = strlen(special[k]);
+                memcpy(str + at, special[k], sl);
+                str[at + sl + (len - at)] = '\0';
+                memset(str + at + sl, 'z', len - at);
+                Bo__JobKey key = BO__JOB_KEY__INIT;
+                key.role = str;
+                check_write(&key.base);
+                /* the plain helper, against jansson's dump of the string alone */
+                json_t *j = json_string(str);
+                assert_non_null(j);
+                char *want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+                struct bo_buf b = BO_BUF_INIT;
+                assert_int_equal(bo_pbjson_write_str(str, &b), BO_OK);
+                assert_int_equal(b.len, strlen(want));
+                assert_memory_equal(b.data, want, b.len);
+                free(want);
+                json_decref(j);
+                bo_buf_release(&b);
+            }
+            /* invalid UTF-8 at this offset is refused wherever it falls */
+            memset(str, 'a', len + 1);
+            str[at] = '\xff';
+            str[len + 1] = '\0';
+            struct bo_buf b = BO_BUF_INIT;
+            assert_int_equal(bo_pbjson_write_str(str, &b), BO_EINVAL);
+            bo_buf_release(&b);
+        }
+    }
+    static const int64_t ints[] = {0,   1,         -1,        9,     10,           99,
+                                   100, INT64_MAX, INT64_MIN, -4000, 1795350494116};
+    for (size_t i = 0; i < sizeof(ints) / sizeof(*ints); i++) {
+        json_t *j = json_integer(ints[i]);
+        char *want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+        struct bo_buf b = BO_BUF_INIT;
+        assert_int_equal(bo_pbjson_write_int(ints[i], &b), BO_OK);
+        assert_int_equal(b.len, strlen(want));
+        assert_memory_equal(b.data, want, b.len);
+        free(want);
+        json_decref(j);
+        bo_buf_release(&b);
+    }
+}
+
 /* What jansson refuses, the writer refuses too, leaving the buffer as it
  * was. */
 static void test_write_refuses_what_jansson_refuses(void **state)
@@ -611,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_write_corpus),
         cmocka_unit_test(test_write_generated_tasks),
         cmocka_unit_test(test_write_edges),
+        cmocka_unit_test(test_write_strings_at_every_offset),
         cmocka_unit_test(test_write_refuses_what_jansson_refuses),
         cmocka_unit_test(test_write_out_of_memory),
     };

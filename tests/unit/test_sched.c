@@ -216,6 +216,67 @@ static void test_create_place_run(void **state)
     assert_true(st.schedule_no_match >= 1);
 }
 
+/* The reads written as text without a tree are the tree's dump, byte for
+ * byte: a service job, a cron job (schedule and next run), and their tasks. */
+static void check_text_is_tree(struct fixture *f, const char *what, json_t *args)
+{
+    struct bo_err err = BO_ERR_INIT;
+    json_t *tree = NULL;
+    assert_int_equal(bo_sched_read(f->sched, what, args, &tree, &err), BO_OK);
+    char *want = json_dumps(tree, JSON_COMPACT);
+    struct bo_buf b = BO_BUF_INIT;
+    assert_int_equal(bo_buf_append(&b, "x", 1), BO_OK);
+    assert_int_equal(bo_sched_read_text(f->sched, what, args, &b, &err), BO_OK);
+    assert_int_equal(b.len, 1 + strlen(want));
+    assert_memory_equal(b.data + 1, want, b.len - 1);
+    free(want);
+    bo_buf_release(&b);
+    json_decref(tree);
+    json_decref(args);
+}
+
+static void test_text_reads_are_tree_dumps(void **state)
+{
+    struct fixture *f = *state;
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_sched_submit(f->sched, BO_SCHED_CREATE_JOB, job("svc", 2), reply, f, &err),
+                     BO_OK);
+    STEP_UNTIL(f, f->replies == 1);
+    json_t *cron = job("nightly", 1);
+    json_object_set_new(cron, "cron_schedule", json_string("0 3 * * *"));
+    json_object_set_new(json_object_get(cron, "task_config"), "is_service", json_false());
+    assert_int_equal(bo_sched_submit(f->sched, BO_SCHED_SCHEDULE_CRON, cron, reply, f, &err),
+                     BO_OK);
+    STEP_UNTIL(f, f->replies == 2);
+    assert_int_equal(f->last_status, BO_OK);
+    char agent[64];
+    snprintf(agent, sizeof(agent), "%s", register_agent(f, "host-t", 4.0));
+    json_int_t ack = 0;
+    for (int i = 0; i < 50 && count(f, "svc", "RUNNING") < 2; i++) {
+        poll_and_run(f, agent, &ack);
+    }
+    check_text_is_tree(f, "job_summaries", json_pack("{s:s}", "role", "www"));
+    check_text_is_tree(f, "job_summaries", json_pack("{s:s}", "role", "nobody"));
+    check_text_is_tree(f, "job_summaries", json_object());
+    check_text_is_tree(f, "tasks", json_pack("{s:s, s:b}", "job_name", "svc", "configs", 0));
+    check_text_is_tree(f, "tasks", json_pack("{s:s}", "job_name", "svc"));
+
+    json_t *tree = NULL;
+    assert_int_equal(bo_sched_read(f->sched, "job_summaries", json_object(), &tree, &err), BO_OK);
+    json_t *jobs = json_object_get(tree, "jobs");
+    assert_int_equal(json_array_size(jobs), 2);
+    json_t *n = json_array_get(jobs, 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(n, "key"), "name")),
+                        "nightly");
+    assert_true(json_is_true(json_object_get(n, "is_cron")));
+    assert_string_equal(json_string_value(json_object_get(n, "cron_schedule")), "0 3 * * *");
+    assert_true(json_integer_value(json_object_get(n, "next_cron_run_ms")) > 0);
+    json_t *svc = json_array_get(jobs, 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(svc, "stats"), "active")),
+                     2);
+    json_decref(tree);
+}
+
 /* Two kills of one job queued together: the second waits for the batch of
  * the first, sees its tasks KILLING, and changes nothing. */
 static void test_conflicting_requests_serialize(void **state)
@@ -291,6 +352,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_place_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_reads_are_tree_dumps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflicting_requests_serialize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leadership_loss_fails_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests_queue_nothing, setup, teardown),
