@@ -59,6 +59,9 @@ enum {
     M_LOG_WRITES,
     M_LOG_ENTRIES,
     M_QUEUED,
+    M_TEXT_HITS,
+    M_TEXT_MISSES,
+    M_TEXT_BYTES,
     METRIC_COUNT
 };
 
@@ -953,6 +956,11 @@ static const struct mdef MDEFS[] = {
     {M_LOG_ENTRIES, BO_METRIC_COUNTER, "scheduler_log_entries_applied",
      "Log entries applied to the store", NULL},
     {M_QUEUED, BO_METRIC_GAUGE_INT, "scheduler_queued_work", "Work items waiting", NULL},
+    {M_TEXT_HITS, BO_METRIC_COUNTER, "task_text_cache_hits",
+     "Tasks answered from their kept JSON text", NULL},
+    {M_TEXT_MISSES, BO_METRIC_COUNTER, "task_text_cache_misses",
+     "Tasks read, decoded and rendered for an answer", NULL},
+    {M_TEXT_BYTES, BO_METRIC_GAUGE_INT, "task_text_cache_bytes", "Bytes of kept task texts", NULL},
 };
 
 static int metrics_init(struct bo_api *api, struct bo_err *err)
@@ -1095,6 +1103,11 @@ static void metrics_refresh(struct bo_api *api)
     counter_to(api->m[M_BACKUPS_FAILED], ls.backups_failed);
     counter_to(api->m[M_LOG_WRITES], ls.writes_committed);
     counter_to(api->m[M_LOG_ENTRIES], ls.entries_applied);
+    struct bo_store_text_stats ts_;
+    bo_store_get_text_stats(bo_storage_store(api->storage), &ts_);
+    counter_to(api->m[M_TEXT_HITS], ts_.hits);
+    counter_to(api->m[M_TEXT_MISSES], ts_.misses);
+    gauge_int(api->m[M_TEXT_BYTES], NULL, (int64_t)ts_.bytes);
 }
 
 static void r_metrics(struct bo_api *api, struct bo_http_req *req, const struct route *r,

@@ -90,6 +90,7 @@ static void usage(FILE *f)
         "  --max-tasks-per-job N       instances per job at most (4000)\n"
         "  --cron-timezone TZ          cron schedules' timezone (UTC)\n"
         "  --max-request-body BYTES    larger requests get 413 (1048576)\n"
+        "  --task-text-cache BYTES     tasks' JSON kept for reads (67108864; 0: none)\n"
         "  --log-level LEVEL           debug, info, warn, error, off (info)\n"
         "  --help                      this text\n"
         "\n"
@@ -124,6 +125,7 @@ enum {
     O_MAX_TASKS,
     O_CRON_TZ,
     O_MAX_BODY,
+    O_TEXT_CACHE,
     O_LOG_LEVEL,
     O_HELP,
 };
@@ -156,6 +158,7 @@ static const struct option OPTS[] = {
     {"max-tasks-per-job", required_argument, NULL, O_MAX_TASKS},
     {"cron-timezone", required_argument, NULL, O_CRON_TZ},
     {"max-request-body", required_argument, NULL, O_MAX_BODY},
+    {"task-text-cache", required_argument, NULL, O_TEXT_CACHE},
     {"log-level", required_argument, NULL, O_LOG_LEVEL},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
@@ -309,6 +312,12 @@ static int apply(struct app *a, int opt, const char *val, const char *where)
             BAD("a size within 1024..1073741824");
         }
         a->acfg.max_body = (size_t)n;
+        break;
+    case O_TEXT_CACHE:
+        if (bo_flags_uint(val, 1LL << 40, &n) != 0) {
+            BAD("a size in bytes within 0..1099511627776");
+        }
+        a->cfg.task_text_cache_bytes = (size_t)n;
         break;
     case O_LOG_LEVEL: {
         int lvl = bo_log_parse_level(val);

@@ -63,6 +63,7 @@ void bo_sched_config_init(struct bo_sched_config *cfg)
         .max_tasks_per_job = 4000,
         .scheduling_batch = 10000,
         .unplaced_backoff_ms = 1000,
+        .task_text_cache_bytes = 64u << 20,
         .cron_utc = true,
     };
 }
@@ -1762,6 +1763,11 @@ int bo_sched_create(uv_loop_t *loop, struct bo_storage *storage, struct bo_metri
     s->loop = loop;
     s->storage = storage;
     s->store = bo_storage_store(storage);
+    if (bo_store_set_task_render(s->store, sched_task_text, cfg->task_text_cache_bytes, err) !=
+        BO_OK) {
+        bo_free(s);
+        return BO_ENOMEM;
+    }
     s->cfg = *cfg;
     s->cluster = bo_strdup(cfg->cluster);
     s->hostname = bo_strdup(cfg->hostname);

@@ -53,6 +53,7 @@ struct bo_sched_config {
     int max_tasks_per_job;              /* 4000, Aurora's default */
     int scheduling_batch;               /* tasks placed per round at most (10000) */
     int64_t unplaced_backoff_ms;        /* retry a job that did not fit (1 s) */
+    size_t task_text_cache_bytes;       /* tasks' API text kept by the store (64 MiB) */
     bool cron_utc;                      /* cron in UTC (default) or the process's TZ */
 };
 

@@ -240,6 +240,10 @@ int sched_run_prune(struct bo_sched *s, struct sched_batch *b, struct sched_work
 void sched_cron_reload(struct bo_sched *s);
 int sched_read(struct bo_sched *s, const char *what, const json_t *args, json_t **out,
                struct bo_err *err);
+/* A task (without its config) as the API's JSON text, appended to `out`;
+ * BO_EINVAL for a task JSON cannot hold (not UTF-8). The store keeps these
+ * texts (bo_store_set_task_render). */
+int sched_task_text(const Bo__ScheduledTask *t, struct bo_buf *out);
 
 /* Reply helpers: work items carry their outcome until the batch commits. */
 void work_fail(struct sched_work *w, int status, const char *msg);

@@ -1995,7 +1995,7 @@ static int dump_to_buf(const char *text, size_t len, void *data)
  * when the state machine's name of the status is the encoder's (every
  * status in storage.proto), else dumped from the tree. BO_EINVAL for a task
  * task_json cannot encode, BO_ENOMEM; `out` is as it was on error. */
-static int task_write(const Bo__ScheduledTask *t, struct bo_buf *out)
+int sched_task_text(const Bo__ScheduledTask *t, struct bo_buf *out)
 {
     const char *name = bo_pbjson_enum_name(&bo__schedule_status__descriptor, t->status);
     if (name != NULL && strcmp(name, bo_tsm_status_name(t->status)) == 0) {
@@ -2056,7 +2056,7 @@ static int write_one(const Bo__ScheduledTask *t, void *data)
     size_t mark = x->out->len;
     int rc = x->first ? BO_OK : bo_buf_append_byte(x->out, ',');
     if (rc == BO_OK) {
-        rc = task_write(t, x->out);
+        rc = sched_task_text(t, x->out);
     }
     if (rc == BO_EINVAL) {
         /* left out, as read_tasks leaves it out */
@@ -2067,6 +2067,15 @@ static int write_one(const Bo__ScheduledTask *t, void *data)
         x->first = false;
     }
     return rc;
+}
+
+/* A task's text kept by the store (sched_task_text's bytes). */
+static int append_text(const uint8_t *text, size_t len, void *data)
+{
+    struct text_ctx *x = data;
+    int rc = x->first ? BO_OK : bo_buf_append_byte(x->out, ',');
+    x->first = false;
+    return rc != BO_OK ? rc : bo_buf_append(x->out, text, len);
 }
 
 /* The tasks answer as text, each task written as it is read from the store
@@ -2084,7 +2093,9 @@ static int read_tasks_text(struct bo_sched *s, const json_t *args, struct bo_buf
     size_t saved = out->len;
     struct text_ctx x = {out, true};
     rc = bo_buf_append(out, "{\"tasks\":[", 10);
-    if (rc == BO_OK) {
+    if (rc == BO_OK && !configs) {
+        rc = bo_store_each_task_text(s->store, &q, append_text, &x, err);
+    } else if (rc == BO_OK) {
         rc = bo_store_each_task(s->store, &q, configs, write_one, &x, err);
     }
     if (rc == BO_OK) {

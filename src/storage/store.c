@@ -85,6 +85,7 @@
 
 #include "common/buf.h"
 #include "common/hash.h"
+#include "common/lru.h"
 #include "common/mem.h"
 #include "common/pbwire.h"
 #include "storage/canon.h"
@@ -188,6 +189,7 @@ enum stmt_id {
     S_TASK_DELETE,
     S_BODY_PUT,
     S_BODY_DELETE,
+    S_BODY_GET,
     S_COUNT_ADD,
     S_COUNT_PRUNE,
     S_CRON_FIND,
@@ -278,6 +280,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
     [S_BODY_PUT] = "INSERT OR REPLACE INTO task_bodies(id, config_id, body) VALUES(?1, ?2, ?3)",
     [S_BODY_DELETE] = "DELETE FROM task_bodies WHERE id = ?1",
+    [S_BODY_GET] = "SELECT body FROM task_bodies WHERE id = ?1",
     [S_COUNT_ADD] = "INSERT INTO job_counts(job_id, status, n) VALUES(?1, ?2, ?3)"
                     " ON CONFLICT(job_id, status) DO UPDATE SET n = n + excluded.n",
     [S_COUNT_PRUNE] = "DELETE FROM job_counts WHERE job_id = ?1 AND status = ?2 AND n <= 0",
@@ -424,6 +427,11 @@ struct bo_store {
     struct conn ckpt_c;
     bool ckpt_c_open;
     bool ckpt_busy;
+    /* Tasks as text (bo_store_set_task_render): kept by row id, dropped by
+     * the main connection's update and rollback hooks. */
+    bo_task_render_fn render;
+    struct bo_lru *texts;
+    struct bo_buf text_tmp;
 };
 
 struct bo_store_view {
@@ -2341,6 +2349,37 @@ static int check_layout(struct conn *c, struct bo_err *err)
     return rc == SQLITE_DONE ? BO_OK : sql_fail(c->db, rc, err, "check layout");
 }
 
+/* A task's row written or deleted: its text is stale. Rows deleted by the
+ * truncate optimization (DELETE without WHERE) and by REPLACE conflicts call
+ * no hook; the first happens only in restore, which clears everything, and
+ * the second is followed by the insert's own call for the same id. */
+static void texts_on_change(void *data, int op, const char *db, const char *table, sqlite3_int64 id)
+{
+    (void)op;
+    (void)db;
+    struct bo_store *st = data;
+    if (table[0] == 't' && (strcmp(table, "task_bodies") == 0 || strcmp(table, "tasks") == 0)) {
+        bo_lru_drop(st->texts, id);
+    }
+}
+
+static void texts_on_rollback(void *data)
+{
+    struct bo_store *st = data;
+    bo_lru_clear(st->texts);
+}
+
+/* A new main connection (open, restore): nothing kept holds for it. */
+static void texts_attach(struct bo_store *st)
+{
+    if (st->texts == NULL || st->main.db == NULL) {
+        return;
+    }
+    bo_lru_clear(st->texts);
+    sqlite3_update_hook(st->main.db, texts_on_change, st);
+    sqlite3_rollback_hook(st->main.db, texts_on_rollback, st);
+}
+
 static int open_main(struct bo_store *st, struct bo_err *err)
 {
     struct conn *c = &st->main;
@@ -2398,6 +2437,7 @@ static int open_main(struct bo_store *st, struct bo_err *err)
     if (rc != BO_OK) {
         goto fail;
     }
+    texts_attach(st);
     return BO_OK;
 fail:
     conn_close(c, true);
@@ -2470,6 +2510,8 @@ void bo_store_close(struct bo_store *st)
     bo_buf_release(&st->raw);
     bo_buf_release(&st->canon);
     bo_buf_release(&st->part);
+    bo_buf_release(&st->text_tmp);
+    bo_lru_free(st->texts);
     bo_free(st->path);
     bo_free(st);
 }
@@ -3707,6 +3749,7 @@ static int restore_in_place(struct bo_store *st, const uint8_t *image, size_t le
 static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, bool bare,
                         uint64_t index, struct bo_err *err)
 {
+    bo_lru_clear(st->texts); /* its DELETEs call no hook */
     int frc = bo_store_flush(st, err);
     if (frc != BO_OK) {
         return bo_err_wrapf(err, frc, "restore");
@@ -3916,9 +3959,14 @@ static void qcache_release(struct conn *c, sqlite3_stmt *s)
     sqlite3_finalize(s);
 }
 
-static int task_query_prepare(struct conn *c, const struct bo_task_query *q, bool count,
+/* What a task query selects: a count, each task's config id and body, or
+ * each task's row id (the bodies then read only where needed). */
+enum tq_select { TQ_COUNT, TQ_BODIES, TQ_IDS };
+
+static int task_query_prepare(struct conn *c, const struct bo_task_query *q, enum tq_select sel,
                               sqlite3_stmt **out, struct bo_err *err)
 {
+    bool count = sel == TQ_COUNT;
     size_t params =
         3 + q->n_job_keys * 3 + q->n_task_ids + q->n_instance_ids + q->n_statuses + q->n_hosts + 2;
     if (params > 32766) {
@@ -3926,9 +3974,10 @@ static int task_query_prepare(struct conn *c, const struct bo_task_query *q, boo
     }
     bool jobs = !count || query_needs_jobs(q);
     struct bo_buf b = BO_BUF_INIT;
-    int rc = sql_cat(&b, count ? "SELECT count(*) FROM tasks t"
-                               : "SELECT b.config_id, b.body FROM tasks t"
-                                 " JOIN task_bodies b ON b.id = t.id");
+    int rc = sql_cat(&b, sel == TQ_COUNT ? "SELECT count(*) FROM tasks t"
+                         : sel == TQ_IDS ? "SELECT t.id FROM tasks t"
+                                         : "SELECT b.config_id, b.body FROM tasks t"
+                                           " JOIN task_bodies b ON b.id = t.id");
     if (rc == BO_OK && jobs) {
         rc = sql_cat(&b, " JOIN jobs j ON j.id = t.job_id");
     }
@@ -4118,7 +4167,7 @@ static int walk_tasks(struct bo_store *st, const struct bo_task_query *q, bool w
     }
     struct conn *c = &st->main;
     sqlite3_stmt *s = NULL;
-    rc = task_query_prepare(c, q, false, &s, err);
+    rc = task_query_prepare(c, q, TQ_BODIES, &s, err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -4222,6 +4271,114 @@ int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool 
     return rc;
 }
 
+int bo_store_set_task_render(struct bo_store *st, bo_task_render_fn render, size_t budget,
+                             struct bo_err *err)
+{
+    struct bo_lru *texts;
+    if (bo_lru_new(budget, &texts) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "task texts: out of memory");
+    }
+    bo_lru_free(st->texts);
+    st->texts = texts;
+    st->render = render;
+    texts_attach(st);
+    return BO_OK;
+}
+
+/* The text of task row `id`, rendered from its body (a miss) and kept. */
+static int task_text_render(struct bo_store *st, int64_t id, struct arena *arena,
+                            struct bo_err *err)
+{
+    struct conn *c = &st->main;
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_BODY_GET, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, id);
+    int step = sqlite3_step(s);
+    if (step != SQLITE_ROW) {
+        rc = step == SQLITE_DONE
+                 ? bo_errf(err, BO_ECORRUPT, "task query: task %lld has no body", (long long)id)
+                 : sql_fail(c->db, step, err, "task query");
+        sqlite3_reset(s);
+        return rc;
+    }
+    size_t len;
+    const uint8_t *body = col_blob(s, 0, &len);
+    arena_reset(arena);
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, arena};
+    Bo__ScheduledTask *t = bo__scheduled_task__unpack(&alloc, len, body);
+    sqlite3_reset(s);
+    if (t == NULL || t->assigned_task == NULL) {
+        return arena->failed ? bo_errf(err, BO_ENOMEM, "task query: out of memory")
+                             : bo_errf(err, BO_ECORRUPT, "task query: cannot decode a stored task");
+    }
+    st->text_tmp.len = 0;
+    rc = st->render(t, &st->text_tmp);
+    if (rc == BO_EINVAL) {
+        st->text_tmp.len = 0; /* left out, and kept as left out */
+    } else if (rc != BO_OK) {
+        return bo_errf(err, rc, "task query: out of memory");
+    }
+    /* A cache may forget: a failed put only means rendering again. */
+    (void)bo_lru_put(st->texts, id, st->text_tmp.data, st->text_tmp.len);
+    return BO_OK;
+}
+
+int bo_store_each_task_text(struct bo_store *st, const struct bo_task_query *q, bo_text_fn fn,
+                            void *data, struct bo_err *err)
+{
+    if (st->render == NULL) {
+        return bo_errf(err, BO_EINVAL, "task query: no task renderer");
+    }
+    int rc = store_usable(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct conn *c = &st->main;
+    sqlite3_stmt *s = NULL;
+    rc = task_query_prepare(c, q, TQ_IDS, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    struct arena arena = {0};
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(s, 0);
+        const uint8_t *text;
+        size_t len;
+        if (!bo_lru_get(st->texts, id, &text, &len)) {
+            rc = task_text_render(st, id, &arena, err);
+            if (rc != BO_OK) {
+                break;
+            }
+            text = st->text_tmp.data;
+            len = st->text_tmp.len;
+        }
+        if (len > 0 && (rc = fn(text, len, data)) != BO_OK) {
+            break;
+        }
+    }
+    if (rc == BO_OK && step != SQLITE_DONE) {
+        rc = sql_fail(c->db, step, err, "task query");
+    }
+    qcache_release(c, s);
+    arena_release(&arena);
+    return rc;
+}
+
+void bo_store_get_text_stats(const struct bo_store *st, struct bo_store_text_stats *out)
+{
+    *out = (struct bo_store_text_stats){0};
+    if (st->texts != NULL) {
+        struct bo_lru_stats ls;
+        bo_lru_get_stats(st->texts, &ls);
+        *out = (struct bo_store_text_stats){ls.hits,    ls.misses, ls.evictions,
+                                            ls.entries, ls.bytes,  ls.budget};
+    }
+}
+
 void bo_task_list_release(struct bo_task_list *l)
 {
     if (l == NULL) {
@@ -4247,7 +4404,7 @@ int bo_store_count_tasks(struct bo_store *st, const struct bo_task_query *q, uin
         return rc;
     }
     sqlite3_stmt *s = NULL;
-    rc = task_query_prepare(&st->main, q, true, &s, err);
+    rc = task_query_prepare(&st->main, q, TQ_COUNT, &s, err);
     if (rc != BO_OK) {
         return rc;
     }

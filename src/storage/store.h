@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "storage.pb-c.h"
 #include "storage/snapshot.h"
@@ -174,6 +175,32 @@ int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, boo
 typedef int (*bo_task_fn)(const Bo__ScheduledTask *t, void *data);
 int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
                        bo_task_fn fn, void *data, struct bo_err *err);
+/* Tasks as text, kept. An owner that turns tasks (without their configs)
+ * into text, the API's JSON, can have the store keep each task's text until
+ * its row changes: a repeated read of a big job then costs an index walk and
+ * a copy per task instead of a body read, a decode and a rendering. The
+ * store drops a task's text whenever its row is written or deleted, on any
+ * rollback and on restore, so a kept text is always that of the task as the
+ * store holds it. `render` must depend on the task alone; what it appends
+ * is the task's text, and BO_EINVAL from it leaves the task out of every
+ * answer. At most `budget` bytes are kept (least recently read out first);
+ * 0 keeps nothing but still serves each_task_text. */
+typedef int (*bo_task_render_fn)(const Bo__ScheduledTask *t, struct bo_buf *out);
+int bo_store_set_task_render(struct bo_store *st, bo_task_render_fn render, size_t budget,
+                             struct bo_err *err);
+/* The text of each task `q` selects (configs left out), in the order of
+ * bo_store_each_task, handed to `fn` (valid during the call only). A
+ * non-BO_OK return from `fn` stops the walk and is returned. BO_EINVAL if
+ * no renderer was set. */
+typedef int (*bo_text_fn)(const uint8_t *text, size_t len, void *data);
+int bo_store_each_task_text(struct bo_store *st, const struct bo_task_query *q, bo_text_fn fn,
+                            void *data, struct bo_err *err);
+struct bo_store_text_stats {
+    uint64_t hits, misses, evictions;
+    size_t entries, bytes, budget;
+};
+void bo_store_get_text_stats(const struct bo_store *st, struct bo_store_text_stats *out);
+
 /* Counts every match: offset and limit are ignored. */
 int bo_store_count_tasks(struct bo_store *st, const struct bo_task_query *q, uint64_t *count,
                          struct bo_err *err);

@@ -260,6 +260,17 @@ static void test_text_reads_are_tree_dumps(void **state)
     check_text_is_tree(f, "job_summaries", json_object());
     check_text_is_tree(f, "tasks", json_pack("{s:s, s:b}", "job_name", "svc", "configs", 0));
     check_text_is_tree(f, "tasks", json_pack("{s:s}", "job_name", "svc"));
+    /* the texts the store keeps follow a change: kill, and read again */
+    int before = f->replies;
+    assert_int_equal(bo_sched_submit(f->sched, BO_SCHED_KILL,
+                                     json_pack("{s:{s:s, s:s, s:s}}", "key", "role", "www",
+                                               "environment", "prod", "name", "svc"),
+                                     reply, f, &err),
+                     BO_OK);
+    STEP_UNTIL(f, f->replies > before);
+    assert_int_equal(f->last_status, BO_OK);
+    assert_int_equal(count(f, "svc", "KILLING"), 2);
+    check_text_is_tree(f, "tasks", json_pack("{s:s, s:b}", "job_name", "svc", "configs", 0));
 
     json_t *tree = NULL;
     assert_int_equal(bo_sched_read(f->sched, "job_summaries", json_object(), &tree, &err), BO_OK);

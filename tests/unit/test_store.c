@@ -871,6 +871,186 @@ static void test_task_states(void **state)
     bo_store_close(b);
 }
 
+/* ---- tasks as text, kept (bo_store_each_task_text) ---- */
+
+static void export_image(struct bo_store *st, bool dedup, struct bo_buf *image);
+
+static int render_calls;
+
+/* A renderer that shows what changes: id, status, host, instance, events.
+ * Tasks whose id starts with "skip" cannot be rendered. */
+static int test_render(const Bo__ScheduledTask *t, struct bo_buf *out)
+{
+    render_calls++;
+    const Bo__AssignedTask *a = t->assigned_task;
+    if (strncmp(a->task_id, "skip", 4) == 0) {
+        return BO_EINVAL;
+    }
+    char tmp[512];
+    int n = snprintf(tmp, sizeof(tmp), "%s:%d:%s:%d:%zu", a->task_id, (int)t->status,
+                     a->slave_host != NULL ? a->slave_host : "", a->instance_id, t->n_task_events);
+    return bo_buf_append(out, tmp, (size_t)n);
+}
+
+static int text_collect(const uint8_t *text, size_t len, void *data)
+{
+    struct bo_buf *b = data;
+    assert_int_equal(bo_buf_append(b, text, len), BO_OK);
+    return bo_buf_append_byte(b, '|');
+}
+
+static int render_collect(const Bo__ScheduledTask *t, void *data)
+{
+    struct bo_buf *b = data;
+    size_t mark = b->len;
+    int rc = test_render(t, b);
+    if (rc == BO_EINVAL) {
+        b->len = mark;
+        return BO_OK;
+    }
+    return bo_buf_append_byte(b, '|');
+}
+
+/* The kept texts of every task, and of one job's, are what rendering the
+ * stored tasks afresh gives. */
+static void texts_match(struct bo_store *st)
+{
+    const Bo__JobKey *web[1] = {mk_key("www", "prod", "web")};
+    struct bo_task_query qs[2] = {{0}, {.job_keys = web, .n_job_keys = 1}};
+    for (int i = 0; i < 2; i++) {
+        for (int pass = 0; pass < 2; pass++) { /* a miss, then a hit */
+            struct bo_buf got = BO_BUF_INIT, want = BO_BUF_INIT;
+            struct bo_err err = BO_ERR_INIT;
+            int rc = bo_store_each_task_text(st, &qs[i], text_collect, &got, &err);
+            if (rc != BO_OK) {
+                fail_msg("each_task_text: %s", bo_err_msg(&err, rc));
+            }
+            assert_int_equal(bo_store_each_task(st, &qs[i], false, render_collect, &want, &err),
+                             BO_OK);
+            assert_int_equal(got.len, want.len);
+            assert_memory_equal(got.data, want.data, got.len);
+            bo_buf_release(&got);
+            bo_buf_release(&want);
+        }
+    }
+    free_msg((void *)web[0]);
+}
+
+static void test_task_texts(void **state)
+{
+    (void)state;
+    struct bo_store *st = open_store("texts.db");
+    struct bo_err err = BO_ERR_INIT;
+    struct bo_buf b = BO_BUF_INIT;
+    struct bo_task_query all = {0};
+    assert_int_equal(bo_store_each_task_text(st, &all, text_collect, &b, &err), BO_EINVAL);
+    assert_int_equal(bo_store_set_task_render(st, test_render, 1 << 20, &err), BO_OK);
+    uint64_t index = load_workload(st, 0);
+    texts_match(st);
+
+    /* a second read renders nothing: every text was kept */
+    render_calls = 0;
+    assert_int_equal(bo_store_each_task_text(st, &all, text_collect, &b, &err), BO_OK);
+    assert_int_equal(render_calls, 0);
+    struct bo_store_text_stats ts;
+    bo_store_get_text_stats(st, &ts);
+    assert_int_equal(ts.entries, 8);
+    assert_true(ts.hits >= 8 && ts.bytes > 0 && ts.bytes <= ts.budget);
+
+    /* a whole task saved, a state saved: their texts follow */
+    Bo__Transaction *t = txn_new();
+    txn_save_task(t, mk_task("web-0", mk_config("www", "prod", "web", 0, true), 0,
+                             BO__SCHEDULE_STATUS__KILLING, "host-z"));
+    apply_ok(st, t, ++index);
+    texts_match(st);
+    t = txn_new();
+    Bo__ScheduledTask *s1 = mk_task("web-2", NULL, 2, BO__SCHEDULE_STATUS__LOST, "host-y");
+    txn_save_states(t, &s1, 1);
+    apply_ok(st, t, ++index);
+    texts_match(st);
+
+    /* a removed task is gone; a new one that takes its row id is itself */
+    t = txn_new();
+    const char *gone[] = {"db-1"};
+    txn_remove_tasks(t, gone, 1);
+    apply_ok(st, t, ++index);
+    texts_match(st);
+    t = txn_new();
+    txn_save_task(t, mk_task("db-new", mk_config("dba", "devel", "db", 2, false), 1,
+                             BO__SCHEDULE_STATUS__PENDING, NULL));
+    apply_ok(st, t, ++index);
+    texts_match(st);
+
+    /* a transaction that fails after saving a task leaves the old text */
+    t = txn_new();
+    txn_save_task(t, mk_task("web-3", mk_config("www", "prod", "web", 0, false), 3,
+                             BO__SCHEDULE_STATUS__FAILED, "host-x"));
+    txn_update_event(t, "web", "no-such-update", BO__JOB_UPDATE_STATUS__UPDATE_ABORTED, 5);
+    apply_expect(st, t, index + 1, BO_EINVAL, &err);
+    texts_match(st);
+
+    /* a task the renderer refuses is left out, every time */
+    t = txn_new();
+    txn_save_task(t, mk_task("skip-me", mk_config("www", "prod", "web", 0, false), 7,
+                             BO__SCHEDULE_STATUS__PENDING, NULL));
+    apply_ok(st, t, ++index);
+    texts_match(st);
+    b.len = 0;
+    assert_int_equal(bo_store_each_task_text(st, &all, text_collect, &b, &err), BO_OK);
+    assert_null(memmem(b.data, b.len, "skip", 4));
+
+    /* a restore replaces every row: the texts are the restored tasks' */
+    struct bo_store *other = open_store("texts-other.db");
+    load_workload(other, 0);
+    t = txn_new();
+    txn_save_task(t, mk_task("web-0", mk_config("www", "prod", "web", 0, true), 0,
+                             BO__SCHEDULE_STATUS__FINISHED, "host-r"));
+    apply_ok(other, t, 4);
+    struct bo_buf image = BO_BUF_INIT;
+    export_image(other, true, &image);
+    int rc = bo_store_restore(st, image.data, image.len, 50, &err);
+    if (rc != BO_OK) {
+        fail_msg("restore: %s", bo_err_msg(&err, rc));
+    }
+    texts_match(st);
+    b.len = 0;
+    assert_int_equal(bo_store_each_task_text(st, &all, text_collect, &b, &err), BO_OK);
+    char want[64];
+    snprintf(want, sizeof(want), "web-0:%d:host-r:", (int)BO__SCHEDULE_STATUS__FINISHED);
+    assert_non_null(memmem(b.data, b.len, want, strlen(want)));
+
+    /* with a read view open the restore happens in place, by DELETEs that
+     * call no hook: the texts follow all the same */
+    t = txn_new();
+    txn_save_task(t, mk_task("web-0", mk_config("www", "prod", "web", 0, true), 0,
+                             BO__SCHEDULE_STATUS__FAILED, "host-q"));
+    apply_ok(other, t, 5);
+    bo_buf_release(&image);
+    export_image(other, true, &image);
+    struct bo_store_view *view;
+    assert_int_equal(bo_store_view_open(st, &view, &err), BO_OK);
+    rc = bo_store_restore(st, image.data, image.len, 60, &err);
+    if (rc != BO_OK) {
+        fail_msg("restore in place: %s", bo_err_msg(&err, rc));
+    }
+    bo_store_view_close(view);
+    texts_match(st);
+    b.len = 0;
+    assert_int_equal(bo_store_each_task_text(st, &all, text_collect, &b, &err), BO_OK);
+    snprintf(want, sizeof(want), "web-0:%d:host-q:", (int)BO__SCHEDULE_STATUS__FAILED);
+    assert_non_null(memmem(b.data, b.len, want, strlen(want)));
+
+    /* a budget of zero keeps nothing and still answers */
+    assert_int_equal(bo_store_set_task_render(st, test_render, 0, &err), BO_OK);
+    texts_match(st);
+    bo_store_get_text_stats(st, &ts);
+    assert_int_equal(ts.entries, 0);
+    bo_buf_release(&image);
+    bo_buf_release(&b);
+    bo_store_close(other);
+    bo_store_close(st);
+}
+
 static void test_query_filters(void **state)
 {
     (void)state;
@@ -1852,6 +2032,7 @@ int main(void)
         cmocka_unit_test(test_config_collection),
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_task_states),
+        cmocka_unit_test(test_task_texts),
         cmocka_unit_test(test_query_filters),
         cmocka_unit_test(test_summaries),
         cmocka_unit_test(test_config_groups),
