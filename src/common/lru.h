@@ -1,6 +1,7 @@
 /*
- * lru.h - a bounded cache of byte strings by 64-bit key, the least recently
- * used out first.
+ * lru.h - a bounded cache of byte strings by 64-bit key; what was not read
+ * recently goes first (second chance, an approximation of least recently
+ * used that costs a hit nothing but a mark).
  *
  * For values that are expensive to make and cheap to keep for a while, such
  * as a stored task rendered as the API's JSON: the owner knows when a key's
@@ -31,13 +32,15 @@ struct bo_lru_stats {
 int bo_lru_new(size_t budget, struct bo_lru **out);
 void bo_lru_free(struct bo_lru *c);
 
-/* The value of `key`, now the most recently used. Valid until the next
+/* The value of `key`, now marked as read. Valid until the next
  * bo_lru_put, drop or clear. false (a miss) when absent. */
 bool bo_lru_get(struct bo_lru *c, int64_t key, const uint8_t **data, size_t *len);
 
 /* Keep `len` bytes (copied) as the value of `key`, replacing any, evicting
  * from the least recently used end to make room. A value larger than the
- * whole budget is not kept (BO_OK: a cache may forget). BO_ENOMEM, with
+ * whole budget is not kept (BO_OK: a cache may forget). Entries go oldest
+ * first, but one read since it was last considered is kept once more.
+ * BO_ENOMEM, with
  * `key` then absent. */
 int bo_lru_put(struct bo_lru *c, int64_t key, const uint8_t *data, size_t len);
 

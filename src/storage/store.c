@@ -3972,7 +3972,30 @@ static int task_query_prepare(struct conn *c, const struct bo_task_query *q, enu
     if (params > 32766) {
         return bo_errf(err, BO_EINVAL, "task query: too many values (%zu)", params);
     }
-    bool jobs = !count || query_needs_jobs(q);
+    /* One job named whole (the CLI's and the UI's usual query): its id
+     * first, then its tasks alone by tasks_job, in instance order, with no
+     * join and no sort by job. Found nowhere, it is the id no job has. */
+    Bo__JobKey one = BO__JOB_KEY__INIT;
+    bool single = false;
+    if (q->n_job_keys == 1 && q->job_keys[0] != NULL && q->role == NULL && q->environment == NULL &&
+        q->job_name == NULL) {
+        one = *q->job_keys[0];
+        single = true;
+    } else if (q->n_job_keys == 0 && q->role != NULL && q->environment != NULL &&
+               q->job_name != NULL) {
+        one.role = (char *)q->role;
+        one.environment = (char *)q->environment;
+        one.name = (char *)q->job_name;
+        single = true;
+    }
+    int64_t job_id = -1;
+    if (single) {
+        int frc = job_find(c, &one, &job_id, err);
+        if (frc != BO_OK && frc != BO_ENOTFOUND) {
+            return frc;
+        }
+    }
+    bool jobs = !single && (!count || query_needs_jobs(q));
     struct bo_buf b = BO_BUF_INIT;
     int rc = sql_cat(&b, sel == TQ_COUNT ? "SELECT count(*) FROM tasks t"
                          : sel == TQ_IDS ? "SELECT t.id FROM tasks t"
@@ -3981,17 +4004,19 @@ static int task_query_prepare(struct conn *c, const struct bo_task_query *q, enu
     if (rc == BO_OK && jobs) {
         rc = sql_cat(&b, " JOIN jobs j ON j.id = t.job_id");
     }
-    rc = rc != BO_OK ? rc : sql_cat(&b, " WHERE 1");
-    if (rc == BO_OK && q->role != NULL) {
+    rc = rc != BO_OK ? rc : sql_cat(&b, single ? " WHERE t.job_id = ?" : " WHERE 1");
+    if (single) {
+        /* the job's fields are in its id */
+    } else if (rc == BO_OK && q->role != NULL) {
         rc = sql_cat(&b, " AND j.role = ?");
     }
-    if (rc == BO_OK && q->environment != NULL) {
+    if (rc == BO_OK && !single && q->environment != NULL) {
         rc = sql_cat(&b, " AND j.environment = ?");
     }
-    if (rc == BO_OK && q->job_name != NULL) {
+    if (rc == BO_OK && !single && q->job_name != NULL) {
         rc = sql_cat(&b, " AND j.name = ?");
     }
-    if (rc == BO_OK && q->n_job_keys > 0) {
+    if (rc == BO_OK && !single && q->n_job_keys > 0) {
         rc = sql_cat(&b, " AND (");
         for (size_t i = 0; i < q->n_job_keys && rc == BO_OK; i++) {
             rc = sql_cat(&b, i == 0 ? "(j.role = ? AND j.environment = ? AND j.name = ?)"
@@ -4014,8 +4039,9 @@ static int task_query_prepare(struct conn *c, const struct bo_task_query *q, enu
         rc = rc != BO_OK ? rc : sql_cat(&b, ")");
     }
     if (rc == BO_OK && !count) {
-        rc = sql_cat(&b, " ORDER BY j.role, j.environment, j.name, t.instance_id, t.task_id"
-                         " LIMIT ? OFFSET ?");
+        rc = sql_cat(&b, single ? " ORDER BY t.instance_id, t.task_id LIMIT ? OFFSET ?"
+                                : " ORDER BY j.role, j.environment, j.name, t.instance_id,"
+                                  " t.task_id LIMIT ? OFFSET ?");
     }
     rc = rc != BO_OK ? rc : bo_buf_append_byte(&b, '\0');
     if (rc != BO_OK) {
@@ -4029,16 +4055,19 @@ static int task_query_prepare(struct conn *c, const struct bo_task_query *q, enu
         return sql_fail(c->db, src, err, "task query");
     }
     int i = 1;
-    if (q->role != NULL) {
+    if (single) {
+        sqlite3_bind_int64(s, i++, job_id);
+    }
+    if (!single && q->role != NULL) {
         bind_str(s, i++, q->role);
     }
-    if (q->environment != NULL) {
+    if (!single && q->environment != NULL) {
         bind_str(s, i++, q->environment);
     }
-    if (q->job_name != NULL) {
+    if (!single && q->job_name != NULL) {
         bind_str(s, i++, q->job_name);
     }
-    for (size_t k = 0; k < q->n_job_keys; k++) {
+    for (size_t k = 0; !single && k < q->n_job_keys; k++) {
         const Bo__JobKey *key = q->job_keys[k];
         bind_str(s, i++, key != NULL ? key->role : NULL);
         bind_str(s, i++, key != NULL ? key->environment : NULL);

@@ -103,6 +103,17 @@ static void test_eviction_order_and_budget(void **state)
     assert_int_equal(st.evictions, 2);
     assert_int_equal(st.entries, 10);
 
+    /* every entry read: each gets its second chance once, then the oldest
+     * goes all the same */
+    for (int64_t k = 0; k <= 11; k++) {
+        has(c, k, v);
+    }
+    put_str(c, 12, v);
+    bo_lru_get_stats(c, &st);
+    assert_int_equal(st.evictions, 3);
+    assert_int_equal(st.entries, 10);
+    assert_true(has(c, 12, v));
+
     /* a value bigger than the whole budget is not kept, and evicts nothing */
     char big[4096];
     memset(big, 'b', sizeof(big) - 1);

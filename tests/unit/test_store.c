@@ -1051,6 +1051,85 @@ static void test_task_texts(void **state)
     bo_store_close(st);
 }
 
+static void ids_of(struct bo_store *st, const struct bo_task_query *q, struct bo_buf *out)
+{
+    struct bo_task_list l;
+    query(st, q, &l);
+    out->len = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        assert_int_equal(bo_buf_append(out, tid(&l, i), strlen(tid(&l, i))), BO_OK);
+        assert_int_equal(bo_buf_append_byte(out, ','), BO_OK);
+    }
+    bo_task_list_release(&l);
+}
+
+/* A query naming one job (one key, or role, environment and name) takes a
+ * path of its own: the same answers as the general one, in the same order
+ * (instance, then task id), with statuses, limits and offsets. */
+static void test_query_one_job(void **state)
+{
+    (void)state;
+    struct bo_store *st = open_store("one-job.db");
+    uint64_t index = load_workload(st, 0);
+    /* more tasks of instance 1, created out of id order */
+    Bo__Transaction *t = txn_new();
+    txn_save_task(t, mk_task("web-1-z", mk_config("www", "prod", "web", 0, false), 1,
+                             BO__SCHEDULE_STATUS__RUNNING, "host-a"));
+    txn_save_task(t, mk_task("web-1-a", mk_config("www", "prod", "web", 0, false), 1,
+                             BO__SCHEDULE_STATUS__FAILED, "host-a"));
+    apply_ok(st, t, ++index);
+
+    Bo__JobKey web = BO__JOB_KEY__INIT, none = BO__JOB_KEY__INIT;
+    web.role = "www";
+    web.environment = "prod";
+    web.name = "web";
+    none.role = "www";
+    none.environment = "prod";
+    none.name = "absent";
+    const Bo__JobKey *one[] = {&web}, *two[] = {&web, &none}, *missing[] = {&none};
+    Bo__ScheduleStatus sts[] = {BO__SCHEDULE_STATUS__RUNNING, BO__SCHEDULE_STATUS__PENDING};
+    struct bo_buf want = BO_BUF_INIT, got = BO_BUF_INIT;
+    for (int filter = 0; filter < 2; filter++) {
+        for (int64_t off = 0; off < 4; off++) {
+            for (int64_t lim = 0; lim < 4; lim++) {
+                struct bo_task_query general = {
+                    .job_keys = two, .n_job_keys = 2, .offset = off, .limit = lim};
+                struct bo_task_query by_key = {
+                    .job_keys = one, .n_job_keys = 1, .offset = off, .limit = lim};
+                struct bo_task_query by_fields = {.role = "www",
+                                                  .environment = "prod",
+                                                  .job_name = "web",
+                                                  .offset = off,
+                                                  .limit = lim};
+                if (filter) {
+                    general.statuses = by_key.statuses = by_fields.statuses = sts;
+                    general.n_statuses = by_key.n_statuses = by_fields.n_statuses = 2;
+                }
+                ids_of(st, &general, &want);
+                ids_of(st, &by_key, &got);
+                assert_int_equal(got.len, want.len);
+                assert_memory_equal(got.data, want.data, got.len);
+                ids_of(st, &by_fields, &got);
+                assert_int_equal(got.len, want.len);
+                assert_memory_equal(got.data, want.data, got.len);
+                assert_int_equal(count_q(st, &by_key), count_q(st, &general));
+            }
+        }
+    }
+    struct bo_task_query all = {.job_keys = one, .n_job_keys = 1};
+    ids_of(st, &all, &got);
+    const char *order = "web-0,web-1,web-1-a,web-1-z,web-2,web-3,web-4,web-5,";
+    assert_int_equal(got.len, strlen(order));
+    assert_memory_equal(got.data, order, got.len);
+    struct bo_task_query absent = {.job_keys = missing, .n_job_keys = 1};
+    ids_of(st, &absent, &got);
+    assert_int_equal(got.len, 0);
+    assert_int_equal(count_q(st, &absent), 0);
+    bo_buf_release(&want);
+    bo_buf_release(&got);
+    bo_store_close(st);
+}
+
 static void test_query_filters(void **state)
 {
     (void)state;
@@ -2033,6 +2112,7 @@ int main(void)
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_task_states),
         cmocka_unit_test(test_task_texts),
+        cmocka_unit_test(test_query_one_job),
         cmocka_unit_test(test_query_filters),
         cmocka_unit_test(test_summaries),
         cmocka_unit_test(test_config_groups),
