@@ -318,7 +318,10 @@ int sched_query(struct bo_sched *s, struct sched_batch *b, const struct bo_task_
     }
     struct bo_task_list *l = &b->lists[b->n_lists];
     *l = (struct bo_task_list){0};
-    int rc = bo_store_query_tasks(s->store, q, with_configs, l, err);
+    /* A batch runs thousands of one-task queries (status updates) over a
+     * few jobs: their configs are decoded once for the batch. */
+    int rc = with_configs ? bo_store_query_tasks_shared(s->store, q, &b->configs, l, err)
+                          : bo_store_query_tasks(s->store, q, false, l, err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -363,6 +366,7 @@ static void batch_free(struct sched_batch *b)
         bo_task_list_release(&b->lists[i]);
     }
     bo_free(b->lists);
+    bo_config_cache_release(&b->configs);
     for (size_t i = 0; i < b->n_msgs; i++) {
         protobuf_c_message_free_unpacked(b->msgs[i], NULL);
     }

@@ -129,7 +129,8 @@ struct sched_batch {
     size_t cap_save;            /* capacity of the last SaveTasks op's array */
     struct bo_task_list *lists; /* store results the ops point into */
     size_t n_lists, cap_lists;
-    Bo__ScheduledTask **owned; /* tasks built here; configs borrowed */
+    struct bo_config_cache configs; /* the lists' configs, each decoded once */
+    Bo__ScheduledTask **owned;      /* tasks built here; configs borrowed */
     size_t n_owned, cap_owned;
     ProtobufCMessage **msgs; /* other messages owned by the batch */
     size_t n_msgs, cap_msgs;

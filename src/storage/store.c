@@ -899,24 +899,18 @@ static int config_unref(struct bo_store *st, struct conn *c, int64_t id, bool by
 }
 
 /* Config bodies unpacked once per query, looked up by row id. */
-struct cfg_cache {
-    int64_t *ids;
-    Bo__TaskConfig **cfgs;
-    size_t n, cap;
-};
-
-static void cfg_cache_release(struct cfg_cache *cc)
+static void cfg_cache_release(struct bo_config_cache *cc)
 {
     for (size_t i = 0; i < cc->n; i++) {
         bo__task_config__free_unpacked(cc->cfgs[i], NULL);
     }
     bo_free(cc->ids);
     bo_free(cc->cfgs);
-    *cc = (struct cfg_cache){0};
+    *cc = (struct bo_config_cache){0};
 }
 
-static int cfg_cache_get(struct conn *c, struct cfg_cache *cc, int64_t id, Bo__TaskConfig **out,
-                         struct bo_err *err)
+static int cfg_cache_get(struct conn *c, struct bo_config_cache *cc, int64_t id,
+                         Bo__TaskConfig **out, struct bo_err *err)
 {
     size_t lo = 0, hi = cc->n;
     while (lo < hi) {
@@ -2703,7 +2697,7 @@ static int conv_update_details(struct conn *c, sqlite3_stmt *s, bool append_orde
     if (u == NULL) {
         return bo_errf(err, BO_ECORRUPT, "job update %lld: cannot decode", (long long)row);
     }
-    struct cfg_cache cc = {0};
+    struct bo_config_cache cc = {0};
     struct msg_vec events = {0}, ievents = {0};
     struct bo_buf tmp = BO_BUF_INIT;
     int64_t *ids = NULL;
@@ -4187,7 +4181,7 @@ typedef int (*row_fn)(Bo__ScheduledTask *t, void *data);
  * once handed over; one that fails before is freed here. A non-BO_OK
  * return from `fn` stops the walk and is returned. */
 static int walk_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
-                      struct cfg_cache *cc, struct arena *arena, row_fn fn, void *data,
+                      struct bo_config_cache *cc, struct arena *arena, row_fn fn, void *data,
                       struct bo_err *err)
 {
     int rc = store_usable(st, err);
@@ -4258,7 +4252,7 @@ int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, boo
 {
     *out = (struct bo_task_list){0};
     struct msg_vec tasks = {0};
-    struct cfg_cache cc = {0};
+    struct bo_config_cache cc = {0};
     int rc = walk_tasks(st, q, with_configs, &cc, NULL, push_task, &tasks, err);
     if (rc != BO_OK) {
         if (rc == BO_ENOMEM && err != NULL && err->msg[0] == '\0') {
@@ -4277,6 +4271,31 @@ int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, boo
     return BO_OK;
 }
 
+int bo_store_query_tasks_shared(struct bo_store *st, const struct bo_task_query *q,
+                                struct bo_config_cache *cc, struct bo_task_list *out,
+                                struct bo_err *err)
+{
+    *out = (struct bo_task_list){0};
+    struct msg_vec tasks = {0};
+    int rc = walk_tasks(st, q, true, cc, NULL, push_task, &tasks, err);
+    if (rc != BO_OK) {
+        if (rc == BO_ENOMEM && err != NULL && err->msg[0] == '\0') {
+            bo_errf(err, rc, "task query: out of memory");
+        }
+        task_list_detach((Bo__ScheduledTask **)tasks.v, tasks.n);
+        vec_release(&tasks);
+        return rc;
+    }
+    out->tasks = (Bo__ScheduledTask **)tasks.v;
+    out->n = tasks.n;
+    return BO_OK;
+}
+
+void bo_config_cache_release(struct bo_config_cache *cc)
+{
+    cfg_cache_release(cc);
+}
+
 struct each_ctx {
     bo_task_fn fn;
     void *data;
@@ -4292,7 +4311,7 @@ int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool 
                        bo_task_fn fn, void *data, struct bo_err *err)
 {
     struct arena arena = {0};
-    struct cfg_cache cc = {0};
+    struct bo_config_cache cc = {0};
     struct each_ctx e = {fn, data};
     int rc = walk_tasks(st, q, with_configs, &cc, &arena, each_one, &e, err);
     cfg_cache_release(&cc);
@@ -4778,7 +4797,7 @@ int bo_store_config_groups(struct bo_store *st, const Bo__JobKey *job,
     int32_t *ids = NULL;
     size_t n_ids = 0, cap_ids = 0, cap_groups = 0;
     int64_t cur = -1;
-    struct cfg_cache cc = {0};
+    struct bo_config_cache cc = {0};
     int step;
     for (;;) {
         step = sqlite3_step(s);

@@ -165,6 +165,23 @@ struct bo_task_list {
 
 int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
                          struct bo_task_list *out, struct bo_err *err);
+/* Configs decoded once for many queries. A caller that runs many small
+ * queries (the scheduler's batch: one per status update) passes one cache
+ * to each: a config is read and decoded the first time a task names it,
+ * and the tasks' configs belong to the cache, not to the lists, valid until
+ * bo_config_cache_release (release the lists first or after: either). The
+ * cache is for one stretch of reads: configs no task uses any more may be
+ * collected by later writes, and their ids used again. */
+struct bo_config_cache {
+    /* private: ids sorted, with their decoded configs */
+    int64_t *ids;
+    Bo__TaskConfig **cfgs;
+    size_t n, cap;
+};
+int bo_store_query_tasks_shared(struct bo_store *st, const struct bo_task_query *q,
+                                struct bo_config_cache *cc, struct bo_task_list *out,
+                                struct bo_err *err);
+void bo_config_cache_release(struct bo_config_cache *cc);
 
 /* The same tasks as bo_store_query_tasks, streamed: `fn` is called for each,
  * in order, with a task (and its config unless !with_configs) that is valid
