@@ -192,3 +192,8 @@ void bo_lru_get_stats(const struct bo_lru *c, struct bo_lru_stats *out)
         .budget = c->budget,
     };
 }
+
+size_t bo_lru_count(const struct bo_lru *c)
+{
+    return HASH_COUNT(c->table);
+}

@@ -49,5 +49,7 @@ void bo_lru_drop(struct bo_lru *c, int64_t key);
 void bo_lru_clear(struct bo_lru *c);
 
 void bo_lru_get_stats(const struct bo_lru *c, struct bo_lru_stats *out);
+/* Entries held, in O(1). */
+size_t bo_lru_count(const struct bo_lru *c);
 
 #endif
