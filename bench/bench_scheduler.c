@@ -47,7 +47,6 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -677,7 +676,6 @@ int main(int argc, char **argv)
     }
     bo_log_set_level(BO_LOG_WARN);
     signal(SIGPIPE, SIG_IGN); /* see storage.h */
-    mallopt(M_MXFAST, 0);     /* as borealis-scheduler does (src/scheduler/main.c) */
 
     /* The data directory: given (must be empty or absent) or a fresh one. */
     char tmpl[4096];

@@ -15,7 +15,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -469,11 +468,6 @@ int main(int argc, char **argv)
 {
     static struct app a;
     signal(SIGPIPE, SIG_IGN); /* storage.h */
-    /* No glibc fast bins: the scheduler frees millions of small blocks
-     * (task records, JSON) between SQLite's page-sized allocations, and each
-     * of those made glibc consolidate the fast bins first; without them the
-     * placement benchmark runs ~40% faster (docs/benchmarks.md). */
-    mallopt(M_MXFAST, 0);
     bo_storage_config_init(&a.scfg);
     bo_sched_config_init(&a.cfg);
     char host[256] = "localhost";
