@@ -2346,9 +2346,15 @@ static int open_main(struct bo_store *st, struct bo_err *err)
     struct conn *c = &st->main;
     int rc = open_conn(c, st->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                        /* synchronous first: switching a restored file to
-                        * WAL would otherwise fsync all of it. */
+                        * WAL would otherwise fsync all of it. temp_store
+                        * keeps the savepoints' sub-journal (group commit:
+                        * every page an entry touches again is copied there)
+                        * in memory: past 64 KiB SQLite spills it to a new
+                        * temporary file per group, and its pwrites were a
+                        * third of the loop thread (docs/benchmarks.md). */
                        "PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL;"
-                       " PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;",
+                       " PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;"
+                       " PRAGMA temp_store=MEMORY;",
                        err);
     if (rc != BO_OK) {
         return rc;
