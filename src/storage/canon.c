@@ -8,6 +8,7 @@
  */
 #include "storage/canon.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,6 +154,32 @@ void bo_canon_task_config(Bo__TaskConfig *c)
     SORT(c->fetcher_uris, c->n_fetcher_uris, cmp_fetcher);
     SORT(c->task_links, c->n_task_links, cmp_link);
     SORT(c->metadata, c->n_metadata, cmp_metadata);
+}
+
+static bool sorted(void *const *arr, size_t n, int (*cmp)(const void *, const void *))
+{
+    for (size_t i = 1; i < n; i++) {
+        if (cmp(&arr[i - 1], &arr[i]) > 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool bo_canon_task_config_is_canonical(const Bo__TaskConfig *c)
+{
+    for (size_t i = 0; i < c->n_constraints; i++) {
+        const Bo__Constraint *k = c->constraints[i];
+        if (k->kind_case == BO__CONSTRAINT__KIND_VALUE && k->value != NULL &&
+            !sorted((void *const *)k->value->values, k->value->n_values, cmp_strp)) {
+            return false;
+        }
+    }
+    return sorted((void *const *)c->resources, c->n_resources, cmp_resource) &&
+           sorted((void *const *)c->constraints, c->n_constraints, cmp_constraint) &&
+           sorted((void *const *)c->fetcher_uris, c->n_fetcher_uris, cmp_fetcher) &&
+           sorted((void *const *)c->task_links, c->n_task_links, cmp_link) &&
+           sorted((void *const *)c->metadata, c->n_metadata, cmp_metadata);
 }
 
 int bo_canon_encode_config(Bo__TaskConfig *c, struct bo_buf *out)

@@ -11,11 +11,18 @@
 #ifndef BO_CANON_H
 #define BO_CANON_H
 
+#include <stdbool.h>
+
 #include "common/buf.h"
 #include "storage.pb-c.h"
 
 /* Sort the set-like fields of `c` in place. */
 void bo_canon_task_config(Bo__TaskConfig *c);
+
+/* True if `c` is in canonical order already, so that its encoding is its
+ * canonical encoding (bo_canon_task_config would change nothing). Lets the
+ * store hash a config as it came, without a copy to sort. */
+bool bo_canon_task_config_is_canonical(const Bo__TaskConfig *c);
 
 /* Canonicalize `c` in place and append its encoding to `out`. */
 int bo_canon_encode_config(Bo__TaskConfig *c, struct bo_buf *out);

@@ -914,7 +914,10 @@ static int config_store_canonical(struct conn *c, const Bo__JobKey *job, const u
 }
 
 /* The row id of `cfg`'s canonical form (inserting it if new) and of its job.
- * `cfg` is not modified: canonicalization works on a private copy. */
+ * `cfg` is not modified: a config not in canonical order already is sorted
+ * on a private copy. Most arrive sorted (the encoding of a stored config
+ * is canonical), and then the encoding made for the memo is the canonical
+ * one. */
 static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConfig *cfg,
                          int64_t *id, int64_t *job_id, struct bo_err *err)
 {
@@ -928,25 +931,30 @@ static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConf
         *job_id = e->job_id;
         return BO_OK;
     }
-    struct arena_mark mark = arena_mark(&st->apply_arena);
-    ProtobufCAllocator alloc = {arena_alloc, arena_free, &st->apply_arena};
-    Bo__TaskConfig *copy = bo__task_config__unpack(&alloc, st->raw.len, st->raw.data);
-    if (copy == NULL) {
+    int rc;
+    if (bo_canon_task_config_is_canonical(cfg)) {
+        rc = config_store_canonical(c, cfg->job, st->raw.data, st->raw.len, id, job_id, err);
+    } else {
+        struct arena_mark mark = arena_mark(&st->apply_arena);
+        ProtobufCAllocator alloc = {arena_alloc, arena_free, &st->apply_arena};
+        Bo__TaskConfig *copy = bo__task_config__unpack(&alloc, st->raw.len, st->raw.data);
+        if (copy == NULL) {
+            arena_rewind(&st->apply_arena, mark);
+            return bo_errf(err, BO_ENOMEM, "copy config: out of memory");
+        }
+        st->canon.len = 0;
+        rc = bo_canon_encode_config(copy, &st->canon);
+        if (rc != BO_OK) {
+            rc = bo_errf(err, rc, "canonicalize config: %s", bo_strerror(rc));
+        } else {
+            rc = config_store_canonical(c, copy->job, st->canon.data, st->canon.len, id, job_id,
+                                        err);
+        }
         arena_rewind(&st->apply_arena, mark);
-        return bo_errf(err, BO_ENOMEM, "copy config: out of memory");
     }
-    st->canon.len = 0;
-    int rc = bo_canon_encode_config(copy, &st->canon);
-    if (rc != BO_OK) {
-        rc = bo_errf(err, rc, "canonicalize config: %s", bo_strerror(rc));
-        goto out;
-    }
-    rc = config_store_canonical(c, copy->job, st->canon.data, st->canon.len, id, job_id, err);
     if (rc == BO_OK) {
         memo_add(st, c, h, &st->raw, *id, *job_id);
     }
-out:
-    arena_rewind(&st->apply_arena, mark);
     return rc;
 }
 

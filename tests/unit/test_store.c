@@ -26,6 +26,7 @@
 #include <sqlite3.h>
 
 #include "storage.pb-c.h"
+#include "storage/canon.h"
 #include "storage/snapshot.h"
 #include "storage/store.h"
 
@@ -680,6 +681,51 @@ static void test_config_dedup(void **state)
     assert_ptr_equal(l.tasks[0]->assigned_task->task, l.tasks[1]->assigned_task->task);
     bo_task_list_release(&l);
     bo_store_close(st);
+}
+
+/* A config that arrives in canonical order is interned from its own
+ * encoding, one that does not from a sorted copy: both must land on the
+ * same row, whichever comes first, with the canonical bytes. */
+static void test_config_canonical_fast_path(void **state)
+{
+    (void)state;
+    Bo__TaskConfig *sorted_cfg = mk_config("www", "prod", "c", 0, false);
+    Bo__TaskConfig *reversed_cfg = mk_config("www", "prod", "c", 0, true);
+    assert_true(bo_canon_task_config_is_canonical(sorted_cfg));
+    assert_false(bo_canon_task_config_is_canonical(reversed_cfg));
+    struct bo_buf canon = BO_BUF_INIT;
+    assert_int_equal(bo_canon_encode_config(reversed_cfg, &canon), BO_OK);
+    assert_true(bo_canon_task_config_is_canonical(reversed_cfg));
+    free_msg(reversed_cfg);
+    free_msg(sorted_cfg);
+
+    for (int reversed_first = 0; reversed_first < 2; reversed_first++) {
+        struct bo_store *st = open_store(reversed_first ? "fast1.db" : "fast0.db");
+        Bo__Transaction *t = txn_new();
+        txn_save_task(t, mk_task("t-a", mk_config("www", "prod", "c", 0, reversed_first), 0,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h"));
+        apply_ok(st, t, 1);
+        t = txn_new();
+        txn_save_task(t, mk_task("t-b", mk_config("www", "prod", "c", 0, !reversed_first), 1,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h"));
+        apply_ok(st, t, 2);
+        assert_int_equal(counts_of(st).configs, 1);
+        struct bo_task_query q = {0};
+        struct bo_task_list l;
+        query(st, &q, &l);
+        assert_int_equal(l.n, 2);
+        assert_ptr_equal(l.tasks[0]->assigned_task->task, l.tasks[1]->assigned_task->task);
+        struct bo_buf got = BO_BUF_INIT;
+        size_t n = protobuf_c_message_get_packed_size(&l.tasks[0]->assigned_task->task->base);
+        assert_int_equal(bo_buf_reserve(&got, n), BO_OK);
+        got.len = protobuf_c_message_pack(&l.tasks[0]->assigned_task->task->base, got.data);
+        assert_int_equal(got.len, canon.len);
+        assert_memory_equal(got.data, canon.data, canon.len);
+        bo_buf_release(&got);
+        bo_task_list_release(&l);
+        bo_store_close(st);
+    }
+    bo_buf_release(&canon);
 }
 
 static void test_config_collection(void **state)
@@ -1849,6 +1895,7 @@ int main(void)
         cmocka_unit_test(test_open_empty),
         cmocka_unit_test(test_tasks_round_trip),
         cmocka_unit_test(test_config_dedup),
+        cmocka_unit_test(test_config_canonical_fast_path),
         cmocka_unit_test(test_config_collection),
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_task_states),
