@@ -532,6 +532,11 @@ struct bo_store {
     struct conn ckpt_c;
     bool ckpt_c_open;
     bool ckpt_busy;
+    /* Frames in the WAL after the last commit (the WAL hook), and frames
+     * the last worker checkpoint had copied into the database file: what
+     * bo_store_ckpt_finish would have left to copy. */
+    int wal_frames;
+    int ckpt_done;
 };
 
 struct bo_store_view {
@@ -2238,10 +2243,9 @@ void bo_store_set_group_commit(struct bo_store *st, bool on)
     if (!on) {
         bo_store_flush(st, &ignored);
     }
+    /* With group commit the owner checkpoints off its thread (ckpt below);
+     * without, wal_hook checkpoints as SQLite's automatic one would. */
     st->group_commit = on;
-    /* With group commit the owner checkpoints off its thread (ckpt below). */
-    conn_exec(&st->main, on ? "PRAGMA wal_autocheckpoint=0" : "PRAGMA wal_autocheckpoint=1000",
-              &ignored, "configure");
 }
 
 int bo_store_flush(struct bo_store *st, struct bo_err *err)
@@ -2460,6 +2464,20 @@ static int check_layout(struct conn *c, struct bo_err *err)
     return rc == SQLITE_DONE ? BO_OK : sql_fail(c->db, rc, err, "check layout");
 }
 
+/* Runs after every commit on the main connection. It stands in for SQLite's
+ * automatic checkpoint (which is this hook, set by wal_autocheckpoint) so
+ * that it holds for every connection open_main makes, reopened ones
+ * included, and notes the WAL's length for bo_store_ckpt_finish. */
+static int wal_hook(void *data, sqlite3 *db, const char *name, int frames)
+{
+    struct bo_store *st = data;
+    st->wal_frames = frames;
+    if (!st->group_commit && frames >= 1000) {
+        sqlite3_wal_checkpoint(db, name);
+    }
+    return SQLITE_OK;
+}
+
 static int open_main(struct bo_store *st, struct bo_err *err)
 {
     struct conn *c = &st->main;
@@ -2478,6 +2496,9 @@ static int open_main(struct bo_store *st, struct bo_err *err)
     if (rc != BO_OK) {
         return rc;
     }
+    sqlite3_wal_hook(c->db, wal_hook, st);
+    st->wal_frames = 0;
+    st->ckpt_done = 0;
     sqlite3_stmt *s = NULL;
     rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode", -1, &s, NULL);
     if (rc != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW ||
@@ -2971,6 +2992,7 @@ static int rest_load(struct conn *c, struct rest *r, struct bo_err *err)
 struct bo_store_ckpt {
     struct bo_store *st;
     struct conn *c;
+    int done; /* frames copied into the database file */
 };
 
 int bo_store_ckpt_open(struct bo_store *st, struct bo_store_ckpt **out, struct bo_err *err)
@@ -3012,6 +3034,34 @@ int bo_store_ckpt_run(struct bo_store_ckpt *k, struct bo_err *err)
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
         return sql_fail(k->c->db, rc, err, "checkpoint");
     }
+    k->done = done > 0 ? done : 0;
+    return BO_OK;
+}
+
+/* A WAL starts over from its beginning (reusing the file's blocks, which
+ * are in the OS cache) only at a commit whose transaction began with every
+ * frame in the database file. A worker's checkpoint never sees that under
+ * steady writes, since the loop commits more frames while it runs: the WAL
+ * then grew to hundreds of MB in seconds, every write landing on a fresh
+ * block the kernel had to allocate and zero. So the owner copies the few
+ * frames committed meanwhile itself, between two groups; when they are
+ * more than BO_CKPT_FINISH_MAX_FRAMES the next worker checkpoint is left
+ * to close the gap. */
+#define BO_CKPT_FINISH_MAX_FRAMES 512
+
+int bo_store_ckpt_finish(struct bo_store *st, struct bo_err *err)
+{
+    if (st->main.db == NULL || st->group_open || !st->group_commit) {
+        return BO_OK;
+    }
+    int left = st->wal_frames > st->ckpt_done ? st->wal_frames - st->ckpt_done : st->wal_frames;
+    if (left == 0 || left > BO_CKPT_FINISH_MAX_FRAMES) {
+        return BO_OK;
+    }
+    int rc = sqlite3_wal_checkpoint_v2(st->main.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        return sql_fail(st->main.db, rc, err, "checkpoint");
+    }
     return BO_OK;
 }
 
@@ -3022,6 +3072,7 @@ void bo_store_ckpt_close(struct bo_store_ckpt *k)
     }
     k->st->n_views--;
     k->st->ckpt_busy = false;
+    k->st->ckpt_done = k->done;
     bo_free(k);
 }
 

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -726,6 +727,60 @@ static void test_config_canonical_fast_path(void **state)
         bo_store_close(st);
     }
     bo_buf_release(&canon);
+}
+
+static off_t wal_size(const char *name)
+{
+    char p[512];
+    path_in_dir(p, sizeof(p), name);
+    strncat(p, "-wal", sizeof(p) - strlen(p) - 1);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    return sb.st_size;
+}
+
+/* Group commit with a checkpoint that runs while a group is open, as the
+ * worker's does under steady writes: without bo_store_ckpt_finish the WAL
+ * never starts over and grows by every group; with it, it stops growing. */
+static void test_wal_restarts(void **state)
+{
+    (void)state;
+    for (int finish = 0; finish < 2; finish++) {
+        const char *name = finish ? "walf1.db" : "walf0.db";
+        struct bo_store *st = open_store(name);
+        bo_store_set_group_commit(st, true);
+        struct bo_err err = BO_ERR_INIT;
+        off_t after_warmup = 0;
+        uint64_t index = 1;
+        for (int round = 0; round < 40; round++) {
+            for (int i = 0; i < 4; i++) {
+                char id[32];
+                snprintf(id, sizeof(id), "t-%d-%d", round, i);
+                Bo__Transaction *t = txn_new();
+                txn_save_task(t, mk_task(id, mk_config("www", "prod", "w", i, false), i,
+                                         BO__SCHEDULE_STATUS__RUNNING, "h"));
+                apply_ok(st, t, index++);
+            }
+            struct bo_store_ckpt *k;
+            assert_int_equal(bo_store_ckpt_open(st, &k, &err), BO_OK);
+            assert_int_equal(bo_store_ckpt_run(k, &err), BO_OK);
+            bo_store_ckpt_close(k);
+            assert_int_equal(bo_store_flush(st, &err), BO_OK);
+            if (finish) {
+                assert_int_equal(bo_store_ckpt_finish(st, &err), BO_OK);
+            }
+            if (round == 5) {
+                after_warmup = wal_size(name);
+            }
+        }
+        if (finish) {
+            assert_int_equal(wal_size(name), after_warmup);
+        } else {
+            assert_true(wal_size(name) > after_warmup);
+        }
+        assert_int_equal(counts_of(st).tasks, 160);
+        bo_store_close(st);
+    }
 }
 
 static void test_config_collection(void **state)
@@ -1896,6 +1951,7 @@ int main(void)
         cmocka_unit_test(test_tasks_round_trip),
         cmocka_unit_test(test_config_dedup),
         cmocka_unit_test(test_config_canonical_fast_path),
+        cmocka_unit_test(test_wal_restarts),
         cmocka_unit_test(test_config_collection),
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_task_states),
