@@ -516,6 +516,7 @@ struct bo_store {
      * committed by bo_store_flush (see store.h). */
     bool group_commit;
     bool group_open;
+    bool group_index; /* an entry applied in the group: its index to write */
     unsigned n_views;
     struct memo_entry memo[MEMO_SIZE];
     unsigned memo_next;
@@ -2250,12 +2251,21 @@ void bo_store_set_group_commit(struct bo_store *st, bool on)
 
 int bo_store_flush(struct bo_store *st, struct bo_err *err)
 {
+    bool index = st->group_index;
+    st->group_index = false;
     if (!st->group_open) {
         return BO_OK;
     }
     st->group_open = false;
     if (st->main.db == NULL || sqlite3_get_autocommit(st->main.db)) {
         return BO_OK;
+    }
+    if (index) {
+        int rc = meta_put_int(&st->main, META_APPLIED_INDEX, (int64_t)st->applied_index, err);
+        if (rc != BO_OK) {
+            run_stmt(&st->main, S_ROLLBACK, NULL, "rollback");
+            return rc;
+        }
     }
     return run_stmt(&st->main, S_COMMIT, err, "flush");
 }
@@ -2305,15 +2315,20 @@ static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_
             goto fail;
         }
     }
-    rc = meta_put_int(c, META_APPLIED_INDEX, (int64_t)index, err);
-    if (rc != BO_OK) {
-        goto fail;
+    /* With group commit the index is written once, by the flush that
+     * commits the group: a statement per entry less. */
+    if (!st->group_commit) {
+        rc = meta_put_int(c, META_APPLIED_INDEX, (int64_t)index, err);
+        if (rc != BO_OK) {
+            goto fail;
+        }
     }
     rc = txn_commit(st, err);
     if (rc != BO_OK) {
         goto fail;
     }
     st->applied_index = index;
+    st->group_index = st->group_commit;
     return BO_OK;
 fail:
     txn_rollback(st);

@@ -783,6 +783,35 @@ static void test_wal_restarts(void **state)
     }
 }
 
+/* With group commit the applied index is written by the flush: a view (which
+ * reads it from the file) sees the last applied entry's, and an entry the
+ * store rejected in the group does not move it. */
+static void test_group_index(void **state)
+{
+    (void)state;
+    struct bo_store *st = open_store("gidx.db");
+    bo_store_set_group_commit(st, true);
+    struct bo_err err = BO_ERR_INIT;
+    for (uint64_t i = 1; i <= 3; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "t-%d", (int)i);
+        Bo__Transaction *t = txn_new();
+        txn_save_task(t, mk_task(id, mk_config("www", "prod", "g", 0, false), (int)i,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h"));
+        apply_ok(st, t, i);
+    }
+    /* An event for an update nobody saved: rejected, index stays at 3. */
+    static const uint8_t bad[] = {0x12, 0x06, 0x0a, 0x04, 0x4a, 0x02, 0x0a, 0x00};
+    assert_int_not_equal(bo_store_apply_entry(st, bad, sizeof(bad), 4, &err), BO_OK);
+    assert_int_equal(bo_store_applied_index(st), 3);
+    struct bo_store_view *v;
+    assert_int_equal(bo_store_view_open(st, &v, &err), BO_OK);
+    assert_int_equal(bo_store_view_index(v), 3);
+    bo_store_view_close(v);
+    assert_false(bo_store_pending(st));
+    bo_store_close(st);
+}
+
 static void test_config_collection(void **state)
 {
     (void)state;
@@ -1952,6 +1981,7 @@ int main(void)
         cmocka_unit_test(test_config_dedup),
         cmocka_unit_test(test_config_canonical_fast_path),
         cmocka_unit_test(test_wal_restarts),
+        cmocka_unit_test(test_group_index),
         cmocka_unit_test(test_config_collection),
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_task_states),
