@@ -528,6 +528,10 @@ struct bo_store {
      * apply frees nothing field by field (malloc and free were a tenth of
      * the loop thread's time). */
     struct arena apply_arena;
+    /* Host names and their ids in `hosts`, for the applies (NULL until the
+     * first): rows are never deleted, so only a rollback or a restore makes
+     * an entry wrong, and both reset it (memo_reset). */
+    struct host_map *host_cache;
     /* The checkpointer's connection, kept between checkpoints (opening one
      * costs more than most checkpoints); closed before files are swapped. */
     struct conn ckpt_c;
@@ -815,12 +819,21 @@ static int job_gc(struct conn *c, int64_t id, struct bo_err *err)
 
 /* ---------------------------------------------------------- configs ---- */
 
-static void memo_reset(struct bo_store *st)
+static void host_cache_reset(struct bo_store *st);
+
+static void memo_clear(struct bo_store *st)
 {
     for (size_t i = 0; i < MEMO_SIZE; i++) {
         st->memo[i].used = false;
     }
     st->memo_conn = NULL;
+}
+
+/* Forget every row id remembered in memory: after a rollback or a restore. */
+static void memo_reset(struct bo_store *st)
+{
+    memo_clear(st);
+    host_cache_reset(st);
 }
 
 static struct memo_entry *memo_find(struct bo_store *st, const struct conn *c, uint64_t h,
@@ -843,7 +856,7 @@ static void memo_add(struct bo_store *st, const struct conn *c, uint64_t h,
                      const struct bo_buf *raw, int64_t config_id, int64_t job_id)
 {
     if (st->memo_conn != c) {
-        memo_reset(st);
+        memo_clear(st);
         st->memo_conn = c;
     }
     struct memo_entry *e = &st->memo[st->memo_next];
@@ -1011,7 +1024,7 @@ static int config_unref(struct bo_store *st, struct conn *c, int64_t id, bool by
     if (rc != BO_OK) {
         return rc;
     }
-    memo_reset(st);
+    memo_clear(st);
     return job_gc(c, job_id, err);
 }
 
@@ -1526,6 +1539,9 @@ static int host_id(struct conn *c, const char *name, size_t len, int64_t *id, st
     return rc;
 }
 
+static int host_cached_id(struct bo_store *st, struct conn *c, const char *name, size_t len,
+                          int64_t *id, struct bo_err *err);
+
 /* Insert or replace by task id. The new config is referenced before the old
  * one is released so a task keeping its config never deletes it. */
 /* Write a task's row and body, given its config and job; `old` is its row
@@ -1553,7 +1569,7 @@ static int task_write(struct bo_store *st, struct conn *c, const Bo__ScheduledTa
     }
     const char *host = a->slave_host != NULL ? a->slave_host : "";
     int64_t hid;
-    rc = host_id(c, host, strlen(host), &hid, err);
+    rc = host_cached_id(st, c, host, strlen(host), &hid, err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -2260,14 +2276,21 @@ int bo_store_flush(struct bo_store *st, struct bo_err *err)
     if (st->main.db == NULL || sqlite3_get_autocommit(st->main.db)) {
         return BO_OK;
     }
+    int rc = BO_OK;
     if (index) {
-        int rc = meta_put_int(&st->main, META_APPLIED_INDEX, (int64_t)st->applied_index, err);
+        rc = meta_put_int(&st->main, META_APPLIED_INDEX, (int64_t)st->applied_index, err);
         if (rc != BO_OK) {
             run_stmt(&st->main, S_ROLLBACK, NULL, "rollback");
-            return rc;
         }
     }
-    return run_stmt(&st->main, S_COMMIT, err, "flush");
+    if (rc == BO_OK) {
+        rc = run_stmt(&st->main, S_COMMIT, err, "flush");
+    }
+    if (rc != BO_OK) {
+        /* The group may be gone, and rows it added with it. */
+        memo_reset(st);
+    }
+    return rc;
 }
 
 int bo_store_read_begin(struct bo_store *st, struct bo_err *err)
@@ -2632,6 +2655,7 @@ void bo_store_close(struct bo_store *st)
     bo_buf_release(&st->canon);
     bo_buf_release(&st->part);
     arena_release(&st->apply_arena);
+    host_cache_reset(st);
     bo_free(st->path);
     bo_free(st);
 }
@@ -4046,6 +4070,60 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
     default:
         return bo_errf(err, BO_ECORRUPT, "log entry %llu: no entry set", (unsigned long long)index);
     }
+}
+
+/* ------------------------------------------------------ host cache ---- */
+
+/* The slots the host cache may grow to: a cluster has tens of thousands of
+ * hosts; beyond this many names, lookups go to SQLite. */
+#define HOST_CACHE_MAX_SLOTS (1u << 17)
+
+static void host_cache_reset(struct bo_store *st)
+{
+    if (st->host_cache != NULL) {
+        host_map_release(st->host_cache);
+        bo_free(st->host_cache);
+        st->host_cache = NULL;
+    }
+}
+
+/* host_id() for the main connection through the cache: a task's host was a
+ * SELECT on the hosts table by name for every task saved. */
+static int host_cached_id(struct bo_store *st, struct conn *c, const char *name, size_t len,
+                          int64_t *id, struct bo_err *err)
+{
+    if (c != &st->main) {
+        return host_id(c, name, len, id, err);
+    }
+    struct host_map *m = st->host_cache;
+    if (m == NULL) {
+        m = st->host_cache = bo_calloc(1, sizeof(*m));
+        if (m == NULL) {
+            return host_id(c, name, len, id, err);
+        }
+    }
+    if (m->n * 2 >= m->n_slots &&
+        (m->n_slots >= HOST_CACHE_MAX_SLOTS || host_map_grow(m) != BO_OK)) {
+        return host_id(c, name, len, id, err);
+    }
+    uint64_t hash = bo_hash64(name, len);
+    struct host_slot *slot = host_map_slot(m->slots, m->n_slots, hash, name, len);
+    if (slot->name != NULL) {
+        *id = slot->id;
+        return BO_OK;
+    }
+    int rc = host_id(c, name, len, id, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    slot->name = bo_strndup(len == 0 ? "" : name, len);
+    if (slot->name != NULL) { /* else a miss next time: time, not correctness */
+        slot->hash = hash;
+        slot->len = len;
+        slot->id = *id;
+        m->n++;
+    }
+    return BO_OK;
 }
 
 /* ----------------------------------------------------------- queries ---- */

@@ -935,6 +935,48 @@ static void test_rollback(void **state)
     bo_store_close(st);
 }
 
+/* Host ids are remembered between applies: one a rolled back entry added
+ * must be forgotten, since the next new host gets its row id. */
+static void test_host_cache_rollback(void **state)
+{
+    (void)state;
+    for (int group = 0; group < 2; group++) {
+        struct bo_store *st = open_store(group ? "hosts1.db" : "hosts0.db");
+        bo_store_set_group_commit(st, group == 1);
+        Bo__Transaction *t = txn_new();
+        txn_save_task(t, mk_task("t-old", mk_config("www", "prod", "h", 0, false), 0,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-old"));
+        apply_ok(st, t, 1);
+        t = txn_new();
+        txn_save_task(t, mk_task("t-gone", mk_config("www", "prod", "h", 0, false), 1,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-new"));
+        txn_update_event(t, "web", "no-such-update", BO__JOB_UPDATE_STATUS__UPDATE_ABORTED, 5);
+        struct bo_err err = BO_ERR_INIT;
+        apply_expect(st, t, 2, BO_EINVAL, &err);
+        t = txn_new();
+        txn_save_task(t, mk_task("t-other", mk_config("www", "prod", "h", 0, false), 2,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-other"));
+        apply_ok(st, t, 2);
+        t = txn_new();
+        txn_save_task(t, mk_task("t-new", mk_config("www", "prod", "h", 0, false), 3,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-new"));
+        apply_ok(st, t, 3);
+        const char *hosts[] = {"h-new"};
+        struct bo_task_query q = {.hosts = hosts, .n_hosts = 1};
+        struct bo_task_list l;
+        query(st, &q, &l);
+        assert_int_equal(l.n, 1);
+        assert_string_equal(tid(&l, 0), "t-new");
+        bo_task_list_release(&l);
+        hosts[0] = "h-other";
+        query(st, &q, &l);
+        assert_int_equal(l.n, 1);
+        assert_string_equal(tid(&l, 0), "t-other");
+        bo_task_list_release(&l);
+        bo_store_close(st);
+    }
+}
+
 static void txn_save_states(Bo__Transaction *t, Bo__ScheduledTask **tasks, size_t n)
 {
     Bo__Op *op = txn_op(t, BO__OP__OP_SAVE_TASK_STATES);
@@ -1982,6 +2024,7 @@ int main(void)
         cmocka_unit_test(test_config_canonical_fast_path),
         cmocka_unit_test(test_wal_restarts),
         cmocka_unit_test(test_group_index),
+        cmocka_unit_test(test_host_cache_rollback),
         cmocka_unit_test(test_config_collection),
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_task_states),
