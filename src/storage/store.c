@@ -4,8 +4,12 @@
  * Happy path of a write. bo_store_apply checks the transaction's shape (no
  * database access), opens BEGIN IMMEDIATE on the main connection, applies the
  * ops in order with cached prepared statements, records the applied index in
- * `meta` and commits. Every task config goes through config_intern(): it is
- * canonicalized (canon.h) on a private copy, hashed with bo_hash128, looked up
+ * `meta` and commits (with group commit, the owner's mode: a savepoint per
+ * entry, and the index and the commit once per group, in bo_store_flush).
+ * A log entry is decoded into an arena kept from entry to entry. Every task
+ * config goes through config_intern(): it is encoded in canonical order
+ * (canon.h; from a shallow copy when it is not in order already, never
+ * changing the caller's struct), hashed with bo_hash128, looked up
  * by hash and confirmed by comparing bytes, inserted when new; a reference
  * count (`refs`, and `task_refs` for the tasks among them) is kept by the
  * apply code and a config whose count drops to zero is deleted in the same
@@ -933,10 +937,10 @@ static int config_store_canonical(struct conn *c, const Bo__JobKey *job, const u
 }
 
 /* The row id of `cfg`'s canonical form (inserting it if new) and of its job.
- * `cfg` is not modified: a config not in canonical order already is sorted
- * on a private copy. Most arrive sorted (the encoding of a stored config
- * is canonical), and then the encoding made for the memo is the canonical
- * one. */
+ * `cfg` is not modified: a config not in canonical order already is encoded
+ * from a shallow copy with sorted copies of its arrays. One in order (the
+ * encoding of a stored config is canonical) needs no second encoding: the
+ * one made for the memo is the canonical one. */
 static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConfig *cfg,
                          int64_t *id, int64_t *job_id, struct bo_err *err)
 {
@@ -956,18 +960,13 @@ static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConf
     } else {
         struct arena_mark mark = arena_mark(&st->apply_arena);
         ProtobufCAllocator alloc = {arena_alloc, arena_free, &st->apply_arena};
-        Bo__TaskConfig *copy = bo__task_config__unpack(&alloc, st->raw.len, st->raw.data);
-        if (copy == NULL) {
-            arena_rewind(&st->apply_arena, mark);
-            return bo_errf(err, BO_ENOMEM, "copy config: out of memory");
-        }
         st->canon.len = 0;
-        rc = bo_canon_encode_config(copy, &st->canon);
+        rc = bo_canon_encode_config_const(cfg, &alloc, &st->canon);
         if (rc != BO_OK) {
             rc = bo_errf(err, rc, "canonicalize config: %s", bo_strerror(rc));
         } else {
-            rc = config_store_canonical(c, copy->job, st->canon.data, st->canon.len, id, job_id,
-                                        err);
+            rc =
+                config_store_canonical(c, cfg->job, st->canon.data, st->canon.len, id, job_id, err);
         }
         arena_rewind(&st->apply_arena, mark);
     }

@@ -684,6 +684,28 @@ static void test_config_dedup(void **state)
     bo_store_close(st);
 }
 
+/* An allocator that remembers what it gave, for functions that leave
+ * freeing to an arena. */
+struct tracked {
+    void *p[64];
+    size_t n;
+};
+
+static void *tracked_alloc(void *d, size_t n)
+{
+    struct tracked *t = d;
+    assert_true(t->n < 64);
+    return t->p[t->n++] = bo_malloc(n);
+}
+
+static void tracked_free_all(struct tracked *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        bo_free(t->p[i]);
+    }
+    t->n = 0;
+}
+
 /* A config that arrives in canonical order is interned from its own
  * encoding, one that does not from a sorted copy: both must land on the
  * same row, whichever comes first, with the canonical bytes. */
@@ -699,6 +721,47 @@ static void test_config_canonical_fast_path(void **state)
     assert_true(bo_canon_task_config_is_canonical(reversed_cfg));
     free_msg(reversed_cfg);
     free_msg(sorted_cfg);
+
+    /* Encoding from a shallow copy gives the bytes sorting in place gives,
+     * values of a constraint and metadata out of order included, and
+     * leaves the config as it was. */
+    Bo__TaskConfig *c = mk_config("www", "prod", "c", 1, true);
+    Bo__Constraint *k = c->constraints[0]->value != NULL ? c->constraints[0] : c->constraints[1];
+    k->value->values = bo_reallocarray(k->value->values, 3, sizeof(char *));
+    k->value->values[1] = bo_strdup("r0");
+    k->value->values[2] = bo_strdup("a9");
+    k->value->n_values = 3;
+    c->n_metadata = 2;
+    c->metadata = bo_calloc(2, sizeof(*c->metadata));
+    for (size_t i = 0; i < 2; i++) {
+        c->metadata[i] = bo_calloc(1, sizeof(Bo__Metadata));
+        bo__metadata__init(c->metadata[i]);
+        c->metadata[i]->key = bo_strdup(i == 0 ? "team" : "build");
+        c->metadata[i]->value = bo_strdup("x");
+    }
+    struct bo_buf before = BO_BUF_INIT, after = BO_BUF_INIT, viacopy = BO_BUF_INIT,
+                  inplace = BO_BUF_INIT;
+    size_t n = protobuf_c_message_get_packed_size(&c->base);
+    assert_int_equal(bo_buf_reserve(&before, n), BO_OK);
+    before.len = protobuf_c_message_pack(&c->base, before.data);
+    struct tracked tr = {0};
+    ProtobufCAllocator track = {tracked_alloc, t_free, &tr};
+    assert_int_equal(bo_canon_encode_config_const(c, &track, &viacopy), BO_OK);
+    assert_true(tr.n > 0);
+    tracked_free_all(&tr);
+    assert_int_equal(bo_buf_reserve(&after, n), BO_OK);
+    after.len = protobuf_c_message_pack(&c->base, after.data);
+    assert_int_equal(after.len, before.len);
+    assert_memory_equal(after.data, before.data, before.len);
+    assert_int_equal(bo_canon_encode_config(c, &inplace), BO_OK);
+    assert_int_equal(viacopy.len, inplace.len);
+    assert_memory_equal(viacopy.data, inplace.data, inplace.len);
+    assert_memory_not_equal(before.data, inplace.data, inplace.len);
+    bo_buf_release(&before);
+    bo_buf_release(&after);
+    bo_buf_release(&viacopy);
+    bo_buf_release(&inplace);
+    free_msg(c);
 
     for (int reversed_first = 0; reversed_first < 2; reversed_first++) {
         struct bo_store *st = open_store(reversed_first ? "fast1.db" : "fast0.db");
