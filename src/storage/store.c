@@ -186,6 +186,7 @@ enum stmt_id {
     S_HOSTNAME_INSERT,
     S_TASK_FIND,
     S_TASK_INSERT,
+    S_TASK_INSERT_NEW,
     S_TASK_INSERT_MANY,
     S_BODY_INSERT_MANY,
     S_TASK_UPDATE,
@@ -271,6 +272,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TASK_INSERT] = "INSERT INTO tasks(id, task_id, job_id, instance_id, status, host_id,"
                       " config_id)"
                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* A task saved by an apply: nothing when the task id is stored already. */
+    [S_TASK_INSERT_NEW] = "INSERT INTO tasks(task_id, job_id, instance_id, status, host_id,"
+                          " config_id) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+                          " ON CONFLICT(task_id) DO NOTHING",
     /* A restore inserts tasks RESTORE_BATCH at a time (one step for many
      * rows: most of an insert's cost is the step, not the row). */
     [S_TASK_INSERT_MANY] = "INSERT INTO tasks(id, task_id, job_id, instance_id, status, host_id,"
@@ -1612,6 +1617,51 @@ static int task_write(struct bo_store *st, struct conn *c, const Bo__ScheduledTa
     return config_unref(st, c, old->config_id, true, err);
 }
 
+/* Save `t` as a new task if no task has its id: the row goes in first and
+ * the unique index on task ids says whether one was there, so saving a new
+ * task costs no lookup by task id. BO_EEXIST (nothing written) if one was. */
+static int task_insert_new(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
+                           int64_t config_id, int64_t job_id, struct bo_err *err)
+{
+    const Bo__AssignedTask *a = t->assigned_task;
+    const char *host = a->slave_host != NULL ? a->slave_host : "";
+    int64_t hid;
+    int rc = host_cached_id(st, c, host, strlen(host), &hid, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_TASK_INSERT_NEW, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, a->task_id);
+    sqlite3_bind_int64(s, 2, job_id);
+    sqlite3_bind_int(s, 3, a->instance_id);
+    sqlite3_bind_int(s, 4, (int)t->status);
+    sqlite3_bind_int64(s, 5, hid);
+    sqlite3_bind_int64(s, 6, config_id);
+    rc = step_done(c, s, err, "insert task");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    if (sqlite3_changes(c->db) == 0) {
+        return BO_EEXIST;
+    }
+    int64_t id = sqlite3_last_insert_rowid(c->db);
+    if (encode_partial_task(t, &st->part) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "encode task: out of memory");
+    }
+    rc = body_put(c, id, config_id, st->part.data, st->part.len, err);
+    if (rc == BO_OK) {
+        rc = config_ref(c, config_id, 1, 1, err);
+    }
+    if (rc == BO_OK) {
+        rc = counts_add(c, job_id, (int)t->status, 1, err);
+    }
+    return rc;
+}
+
 static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
                      struct bo_err *err)
 {
@@ -1619,6 +1669,10 @@ static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTas
     int64_t config_id, job_id;
     int rc = config_intern(st, c, a->task, &config_id, &job_id, err);
     if (rc != BO_OK) {
+        return rc;
+    }
+    rc = task_insert_new(st, c, t, config_id, job_id, err);
+    if (rc != BO_EEXIST) {
         return rc;
     }
     struct task_row old;
