@@ -14,8 +14,9 @@
  * count (`refs`, and `task_refs` for the tasks among them) is kept by the
  * apply code and a config whose count drops to zero is deleted in the same
  * transaction, as is a job row nothing refers to any more. A small memo of the
- * last configs seen (keyed by their raw, non-canonical encoding) spares the
- * canonicalization when a transaction saves many tasks with one config.
+ * last configs seen (keyed by their canonical encoding, compared whole)
+ * spares the lookup in SQLite when a transaction saves many tasks with one
+ * config.
  *
  * Tasks are stored as the protobuf encoding of the ScheduledTask with
  * assigned_task.task left out (events, ports, failure count, ancestor, slave
@@ -504,7 +505,7 @@ struct conn {
     uint64_t qc_clock;
 };
 
-/* The last configs interned, keyed by their raw encoding. Entries are valid
+/* The last configs interned, keyed by their canonical encoding. Entries are valid
  * only for `memo_conn` and are dropped whenever a config row is deleted or a
  * transaction rolls back. */
 #define MEMO_SIZE 8
@@ -943,14 +944,24 @@ static int config_store_canonical(struct conn *c, const Bo__JobKey *job, const u
 
 /* The row id of `cfg`'s canonical form (inserting it if new) and of its job.
  * `cfg` is not modified: a config not in canonical order already is encoded
- * from a shallow copy with sorted copies of its arrays. One in order (the
- * encoding of a stored config is canonical) needs no second encoding: the
- * one made for the memo is the canonical one. */
+ * from a shallow copy with sorted copies of its arrays; one in order (as the
+ * encoding of a stored config is) is encoded as it is. One encoding per
+ * config serves the memo and the lookup. */
 static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConfig *cfg,
                          int64_t *id, int64_t *job_id, struct bo_err *err)
 {
-    if (pack_into(&cfg->base, &st->raw) != BO_OK) {
-        return bo_errf(err, BO_ENOMEM, "encode config: out of memory");
+    int rc;
+    st->raw.len = 0;
+    if (bo_canon_task_config_is_canonical(cfg)) {
+        rc = pack_into(&cfg->base, &st->raw);
+    } else {
+        struct arena_mark mark = arena_mark(&st->apply_arena);
+        ProtobufCAllocator alloc = {arena_alloc, arena_free, &st->apply_arena};
+        rc = bo_canon_encode_config_const(cfg, &alloc, &st->raw);
+        arena_rewind(&st->apply_arena, mark);
+    }
+    if (rc != BO_OK) {
+        return bo_errf(err, rc, "canonicalize config: %s", bo_strerror(rc));
     }
     uint64_t h = bo_hash64(st->raw.data, st->raw.len);
     struct memo_entry *e = memo_find(st, c, h, &st->raw);
@@ -959,22 +970,7 @@ static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConf
         *job_id = e->job_id;
         return BO_OK;
     }
-    int rc;
-    if (bo_canon_task_config_is_canonical(cfg)) {
-        rc = config_store_canonical(c, cfg->job, st->raw.data, st->raw.len, id, job_id, err);
-    } else {
-        struct arena_mark mark = arena_mark(&st->apply_arena);
-        ProtobufCAllocator alloc = {arena_alloc, arena_free, &st->apply_arena};
-        st->canon.len = 0;
-        rc = bo_canon_encode_config_const(cfg, &alloc, &st->canon);
-        if (rc != BO_OK) {
-            rc = bo_errf(err, rc, "canonicalize config: %s", bo_strerror(rc));
-        } else {
-            rc =
-                config_store_canonical(c, cfg->job, st->canon.data, st->canon.len, id, job_id, err);
-        }
-        arena_rewind(&st->apply_arena, mark);
-    }
+    rc = config_store_canonical(c, cfg->job, st->raw.data, st->raw.len, id, job_id, err);
     if (rc == BO_OK) {
         memo_add(st, c, h, &st->raw, *id, *job_id);
     }
