@@ -8,6 +8,7 @@
  */
 #include "storage/canon.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,6 +156,32 @@ void bo_canon_task_config(Bo__TaskConfig *c)
     SORT(c->metadata, c->n_metadata, cmp_metadata);
 }
 
+static bool sorted(void *const *arr, size_t n, int (*cmp)(const void *, const void *))
+{
+    for (size_t i = 1; i < n; i++) {
+        if (cmp(&arr[i - 1], &arr[i]) > 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool bo_canon_task_config_is_canonical(const Bo__TaskConfig *c)
+{
+    for (size_t i = 0; i < c->n_constraints; i++) {
+        const Bo__Constraint *k = c->constraints[i];
+        if (k->kind_case == BO__CONSTRAINT__KIND_VALUE && k->value != NULL &&
+            !sorted((void *const *)k->value->values, k->value->n_values, cmp_strp)) {
+            return false;
+        }
+    }
+    return sorted((void *const *)c->resources, c->n_resources, cmp_resource) &&
+           sorted((void *const *)c->constraints, c->n_constraints, cmp_constraint) &&
+           sorted((void *const *)c->fetcher_uris, c->n_fetcher_uris, cmp_fetcher) &&
+           sorted((void *const *)c->task_links, c->n_task_links, cmp_link) &&
+           sorted((void *const *)c->metadata, c->n_metadata, cmp_metadata);
+}
+
 int bo_canon_encode_config(Bo__TaskConfig *c, struct bo_buf *out)
 {
     bo_canon_task_config(c);
@@ -165,6 +192,80 @@ int bo_canon_encode_config(Bo__TaskConfig *c, struct bo_buf *out)
     }
     size_t n = protobuf_c_message_pack(&c->base, out->data + out->len);
     out->len += n;
+    return BO_OK;
+}
+
+/* A sorted copy of a pointer array, from `a`; the array itself when it is
+ * sorted already (nothing to copy). */
+static void **sorted_copy(void **arr, size_t n, int (*cmp)(const void *, const void *),
+                          ProtobufCAllocator *a)
+{
+    if (sorted((void *const *)arr, n, cmp)) {
+        return arr;
+    }
+    void **out = a->alloc(a->allocator_data, n * sizeof(*out));
+    if (out == NULL) {
+        return NULL;
+    }
+    memcpy(out, arr, n * sizeof(*out));
+    qsort(out, n, sizeof(*out), cmp);
+    return out;
+}
+
+int bo_canon_encode_config_const(const Bo__TaskConfig *c, ProtobufCAllocator *a, struct bo_buf *out)
+{
+    Bo__TaskConfig copy = *c;
+    /* Value constraints whose values are out of order get a shallow copy
+     * with a sorted copy of the values; the rest are shared. */
+    for (size_t i = 0; i < c->n_constraints; i++) {
+        const Bo__Constraint *k = c->constraints[i];
+        if (k->kind_case != BO__CONSTRAINT__KIND_VALUE || k->value == NULL ||
+            sorted((void *const *)k->value->values, k->value->n_values, cmp_strp)) {
+            continue;
+        }
+        if (copy.constraints == c->constraints) {
+            copy.constraints = a->alloc(a->allocator_data, c->n_constraints * sizeof(void *));
+            if (copy.constraints == NULL) {
+                return BO_ENOMEM;
+            }
+            memcpy(copy.constraints, c->constraints, c->n_constraints * sizeof(void *));
+        }
+        Bo__Constraint *kc = a->alloc(a->allocator_data, sizeof(*kc));
+        Bo__ValueConstraint *vc = a->alloc(a->allocator_data, sizeof(*vc));
+        if (kc == NULL || vc == NULL) {
+            return BO_ENOMEM;
+        }
+        *kc = *k;
+        *vc = *k->value;
+        vc->values = (char **)sorted_copy((void **)vc->values, vc->n_values, cmp_strp, a);
+        if (vc->values == NULL) {
+            return BO_ENOMEM;
+        }
+        kc->value = vc;
+        copy.constraints[i] = kc;
+    }
+#define SORTED(field, n, cmp)                                                                      \
+    do {                                                                                           \
+        if ((n) > 1) {                                                                             \
+            void **p = sorted_copy((void **)copy.field, (n), (cmp), a);                            \
+            if (p == NULL) {                                                                       \
+                return BO_ENOMEM;                                                                  \
+            }                                                                                      \
+            copy.field = (void *)p;                                                                \
+        }                                                                                          \
+    } while (0)
+    SORTED(resources, c->n_resources, cmp_resource);
+    SORTED(constraints, c->n_constraints, cmp_constraint);
+    SORTED(fetcher_uris, c->n_fetcher_uris, cmp_fetcher);
+    SORTED(task_links, c->n_task_links, cmp_link);
+    SORTED(metadata, c->n_metadata, cmp_metadata);
+#undef SORTED
+    size_t len = protobuf_c_message_get_packed_size(&copy.base);
+    int rv = bo_buf_reserve(out, len);
+    if (rv != BO_OK) {
+        return rv;
+    }
+    out->len += protobuf_c_message_pack(&copy.base, out->data + out->len);
     return BO_OK;
 }
 

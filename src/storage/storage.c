@@ -105,6 +105,7 @@ struct bo_storage {
     uv_check_t flush_check;
     uv_timer_t ckpt_timer;
     struct ckpt_job *ckpt;
+    bool ckpt_finish; /* a checkpoint ended: finish it after the next flush */
     enum bo_storage_role role;
     bool barrier_pending;
     struct raft_barrier barrier;
@@ -451,6 +452,14 @@ static void flush_check_cb(uv_check_t *h)
         char msg[BO_ERR_MSG_SIZE + 32];
         snprintf(msg, sizeof(msg), "sqlite commit: %s", bo_err_msg(&err, rv));
         fatal(s, rv, msg);
+        return;
+    }
+    if (s->ckpt_finish && s->ckpt == NULL) {
+        s->ckpt_finish = false;
+        rv = bo_store_ckpt_finish(s->store, &err);
+        if (rv != BO_OK) {
+            bo_warn("storage: checkpoint: %s", bo_err_msg(&err, rv));
+        }
     }
 }
 
@@ -479,6 +488,7 @@ static void ckpt_after_work(uv_work_t *work, int status)
         bo_warn("storage: checkpoint: %s", bo_err_msg(&job->err, job->rv));
     }
     s->ckpt = NULL;
+    s->ckpt_finish = job->rv == BO_OK;
     bo_free(job);
     if (s->closing) {
         maybe_finish_close(s);

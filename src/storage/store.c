@@ -4,14 +4,19 @@
  * Happy path of a write. bo_store_apply checks the transaction's shape (no
  * database access), opens BEGIN IMMEDIATE on the main connection, applies the
  * ops in order with cached prepared statements, records the applied index in
- * `meta` and commits. Every task config goes through config_intern(): it is
- * canonicalized (canon.h) on a private copy, hashed with bo_hash128, looked up
+ * `meta` and commits (with group commit, the owner's mode: a savepoint per
+ * entry, and the index and the commit once per group, in bo_store_flush).
+ * A log entry is decoded into an arena kept from entry to entry. Every task
+ * config goes through config_intern(): it is encoded in canonical order
+ * (canon.h; from a shallow copy when it is not in order already, never
+ * changing the caller's struct), hashed with bo_hash128, looked up
  * by hash and confirmed by comparing bytes, inserted when new; a reference
  * count (`refs`, and `task_refs` for the tasks among them) is kept by the
  * apply code and a config whose count drops to zero is deleted in the same
  * transaction, as is a job row nothing refers to any more. A small memo of the
- * last configs seen (keyed by their raw, non-canonical encoding) spares the
- * canonicalization when a transaction saves many tasks with one config.
+ * last configs seen (keyed by their canonical encoding, compared whole)
+ * spares the lookup in SQLite when a transaction saves many tasks with one
+ * config.
  *
  * Tasks are stored as the protobuf encoding of the ScheduledTask with
  * assigned_task.task left out (events, ports, failure count, ancestor, slave
@@ -183,6 +188,7 @@ enum stmt_id {
     S_HOSTNAME_INSERT,
     S_TASK_FIND,
     S_TASK_INSERT,
+    S_TASK_INSERT_NEW,
     S_TASK_INSERT_MANY,
     S_BODY_INSERT_MANY,
     S_TASK_UPDATE,
@@ -269,6 +275,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TASK_INSERT] = "INSERT INTO tasks(id, task_id, job_id, instance_id, status, host_id,"
                       " config_id)"
                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* A task saved by an apply: nothing when the task id is stored already. */
+    [S_TASK_INSERT_NEW] = "INSERT INTO tasks(task_id, job_id, instance_id, status, host_id,"
+                          " config_id) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+                          " ON CONFLICT(task_id) DO NOTHING",
     /* A restore inserts tasks RESTORE_BATCH at a time (one step for many
      * rows: most of an insert's cost is the step, not the row). */
     [S_TASK_INSERT_MANY] = "INSERT INTO tasks(id, task_id, job_id, instance_id, status, host_id,"
@@ -374,6 +384,109 @@ static const char *const stmt_sql[S_COUNT] = {
                         " AND status IN " ACTIVE_STATUS_SQL " ORDER BY config_id, instance_id",
 };
 
+/* A bump allocator for protobuf-c: allocations come from 64 KiB chunks
+ * (bigger ones get a chunk of their own), frees are no-ops, and a reset
+ * makes all of it reusable. Tasks streamed by bo_store_each_task live here
+ * one at a time. */
+#define ARENA_CHUNK (64u << 10)
+/* What the apply arena keeps between entries: a 100-task entry decodes into
+ * about 0.5 MiB. */
+#define APPLY_ARENA_KEEP (4u << 20)
+
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t size, used;
+    max_align_t data[];
+};
+
+struct arena {
+    struct arena_chunk *head, *cur;
+    size_t held; /* bytes in chunks */
+    bool failed;
+};
+
+/* Where an arena stood, to give back what was allocated since. */
+struct arena_mark {
+    struct arena_chunk *cur;
+    size_t used;
+};
+
+static void *arena_alloc(void *data, size_t size)
+{
+    struct arena *a = data;
+    size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    struct arena_chunk *last = NULL;
+    for (struct arena_chunk *c = a->cur; c != NULL; c = c->next) {
+        if (c->size - c->used >= size) {
+            void *p = (uint8_t *)c->data + c->used;
+            c->used += size;
+            a->cur = c;
+            return p;
+        }
+        if (c->next != NULL) {
+            c->next->used = 0; /* left over from before the last reset */
+        }
+        last = c;
+    }
+    size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;
+    struct arena_chunk *c = bo_malloc(sizeof(*c) + cap);
+    if (c == NULL) {
+        a->failed = true;
+        return NULL;
+    }
+    c->size = cap;
+    c->used = size;
+    c->next = NULL;
+    a->held += sizeof(*c) + cap;
+    if (last != NULL) {
+        last->next = c;
+    } else {
+        a->head = c;
+    }
+    a->cur = c;
+    return c->data;
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+static void arena_reset(struct arena *a)
+{
+    a->cur = a->head;
+    if (a->head != NULL) {
+        a->head->used = 0;
+    }
+}
+
+static struct arena_mark arena_mark(const struct arena *a)
+{
+    return (struct arena_mark){a->cur, a->cur != NULL ? a->cur->used : 0};
+}
+
+static void arena_rewind(struct arena *a, struct arena_mark m)
+{
+    if (m.cur == NULL) {
+        arena_reset(a);
+        return;
+    }
+    a->cur = m.cur;
+    m.cur->used = m.used;
+}
+
+static void arena_release(struct arena *a)
+{
+    struct arena_chunk *c = a->head;
+    while (c != NULL) {
+        struct arena_chunk *next = c->next;
+        bo_free(c);
+        c = next;
+    }
+    *a = (struct arena){0};
+}
+
 /* A connection with its statements, prepared on first use and kept. */
 /* Task queries are built from their filters, so their SQL varies; the
  * shapes a scheduler uses are few and repeat thousands of times a second, and
@@ -395,7 +508,7 @@ struct conn {
     uint64_t qc_clock;
 };
 
-/* The last configs interned, keyed by their raw encoding. Entries are valid
+/* The last configs interned, keyed by their canonical encoding. Entries are valid
  * only for `memo_conn` and are dropped whenever a config row is deleted or a
  * transaction rolls back. */
 #define MEMO_SIZE 8
@@ -416,12 +529,22 @@ struct bo_store {
      * committed by bo_store_flush (see store.h). */
     bool group_commit;
     bool group_open;
+    bool group_index; /* an entry applied in the group: its index to write */
     unsigned n_views;
     struct memo_entry memo[MEMO_SIZE];
     unsigned memo_next;
     const struct conn *memo_conn;
     /* Scratch buffers reused across calls (owning thread only). */
     struct bo_buf raw, canon, part;
+    /* What one log entry decodes into, with the private config copies its
+     * apply makes: given back as a whole when the entry is applied, so an
+     * apply frees nothing field by field (malloc and free were a tenth of
+     * the loop thread's time). */
+    struct arena apply_arena;
+    /* Host names and their ids in `hosts`, for the applies (NULL until the
+     * first): rows are never deleted, so only a rollback or a restore makes
+     * an entry wrong, and both reset it (memo_reset). */
+    struct host_map *host_cache;
     /* The checkpointer's connection, kept between checkpoints (opening one
      * costs more than most checkpoints); closed before files are swapped. */
     struct conn ckpt_c;
@@ -432,6 +555,11 @@ struct bo_store {
     bo_task_render_fn render;
     struct bo_lru *texts;
     struct bo_buf text_tmp;
+    /* Frames in the WAL after the last commit (the WAL hook), and frames
+     * the last worker checkpoint had copied into the database file: what
+     * bo_store_ckpt_finish would have left to copy. */
+    int wal_frames;
+    int ckpt_done;
 };
 
 struct bo_store_view {
@@ -709,12 +837,21 @@ static int job_gc(struct conn *c, int64_t id, struct bo_err *err)
 
 /* ---------------------------------------------------------- configs ---- */
 
-static void memo_reset(struct bo_store *st)
+static void host_cache_reset(struct bo_store *st);
+
+static void memo_clear(struct bo_store *st)
 {
     for (size_t i = 0; i < MEMO_SIZE; i++) {
         st->memo[i].used = false;
     }
     st->memo_conn = NULL;
+}
+
+/* Forget every row id remembered in memory: after a rollback or a restore. */
+static void memo_reset(struct bo_store *st)
+{
+    memo_clear(st);
+    host_cache_reset(st);
 }
 
 static struct memo_entry *memo_find(struct bo_store *st, const struct conn *c, uint64_t h,
@@ -737,7 +874,7 @@ static void memo_add(struct bo_store *st, const struct conn *c, uint64_t h,
                      const struct bo_buf *raw, int64_t config_id, int64_t job_id)
 {
     if (st->memo_conn != c) {
-        memo_reset(st);
+        memo_clear(st);
         st->memo_conn = c;
     }
     struct memo_entry *e = &st->memo[st->memo_next];
@@ -814,12 +951,25 @@ static int config_store_canonical(struct conn *c, const Bo__JobKey *job, const u
 }
 
 /* The row id of `cfg`'s canonical form (inserting it if new) and of its job.
- * `cfg` is not modified: canonicalization works on a private copy. */
+ * `cfg` is not modified: a config not in canonical order already is encoded
+ * from a shallow copy with sorted copies of its arrays; one in order (as the
+ * encoding of a stored config is) is encoded as it is. One encoding per
+ * config serves the memo and the lookup. */
 static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConfig *cfg,
                          int64_t *id, int64_t *job_id, struct bo_err *err)
 {
-    if (pack_into(&cfg->base, &st->raw) != BO_OK) {
-        return bo_errf(err, BO_ENOMEM, "encode config: out of memory");
+    int rc;
+    st->raw.len = 0;
+    if (bo_canon_task_config_is_canonical(cfg)) {
+        rc = pack_into(&cfg->base, &st->raw);
+    } else {
+        struct arena_mark mark = arena_mark(&st->apply_arena);
+        ProtobufCAllocator alloc = {arena_alloc, arena_free, &st->apply_arena};
+        rc = bo_canon_encode_config_const(cfg, &alloc, &st->raw);
+        arena_rewind(&st->apply_arena, mark);
+    }
+    if (rc != BO_OK) {
+        return bo_errf(err, rc, "canonicalize config: %s", bo_strerror(rc));
     }
     uint64_t h = bo_hash64(st->raw.data, st->raw.len);
     struct memo_entry *e = memo_find(st, c, h, &st->raw);
@@ -828,22 +978,10 @@ static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConf
         *job_id = e->job_id;
         return BO_OK;
     }
-    Bo__TaskConfig *copy = bo__task_config__unpack(NULL, st->raw.len, st->raw.data);
-    if (copy == NULL) {
-        return bo_errf(err, BO_ENOMEM, "copy config: out of memory");
-    }
-    st->canon.len = 0;
-    int rc = bo_canon_encode_config(copy, &st->canon);
-    if (rc != BO_OK) {
-        rc = bo_errf(err, rc, "canonicalize config: %s", bo_strerror(rc));
-        goto out;
-    }
-    rc = config_store_canonical(c, copy->job, st->canon.data, st->canon.len, id, job_id, err);
+    rc = config_store_canonical(c, cfg->job, st->raw.data, st->raw.len, id, job_id, err);
     if (rc == BO_OK) {
         memo_add(st, c, h, &st->raw, *id, *job_id);
     }
-out:
-    bo__task_config__free_unpacked(copy, NULL);
     return rc;
 }
 
@@ -894,7 +1032,7 @@ static int config_unref(struct bo_store *st, struct conn *c, int64_t id, bool by
     if (rc != BO_OK) {
         return rc;
     }
-    memo_reset(st);
+    memo_clear(st);
     return job_gc(c, job_id, err);
 }
 
@@ -1403,6 +1541,9 @@ static int host_id(struct conn *c, const char *name, size_t len, int64_t *id, st
     return rc;
 }
 
+static int host_cached_id(struct bo_store *st, struct conn *c, const char *name, size_t len,
+                          int64_t *id, struct bo_err *err);
+
 /* Insert or replace by task id. The new config is referenced before the old
  * one is released so a task keeping its config never deletes it. */
 /* Write a task's row and body, given its config and job; `old` is its row
@@ -1430,7 +1571,7 @@ static int task_write(struct bo_store *st, struct conn *c, const Bo__ScheduledTa
     }
     const char *host = a->slave_host != NULL ? a->slave_host : "";
     int64_t hid;
-    rc = host_id(c, host, strlen(host), &hid, err);
+    rc = host_cached_id(st, c, host, strlen(host), &hid, err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -1474,6 +1615,51 @@ static int task_write(struct bo_store *st, struct conn *c, const Bo__ScheduledTa
     return config_unref(st, c, old->config_id, true, err);
 }
 
+/* Save `t` as a new task if no task has its id: the row goes in first and
+ * the unique index on task ids says whether one was there, so saving a new
+ * task costs no lookup by task id. BO_EEXIST (nothing written) if one was. */
+static int task_insert_new(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
+                           int64_t config_id, int64_t job_id, struct bo_err *err)
+{
+    const Bo__AssignedTask *a = t->assigned_task;
+    const char *host = a->slave_host != NULL ? a->slave_host : "";
+    int64_t hid;
+    int rc = host_cached_id(st, c, host, strlen(host), &hid, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_TASK_INSERT_NEW, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    bind_str(s, 1, a->task_id);
+    sqlite3_bind_int64(s, 2, job_id);
+    sqlite3_bind_int(s, 3, a->instance_id);
+    sqlite3_bind_int(s, 4, (int)t->status);
+    sqlite3_bind_int64(s, 5, hid);
+    sqlite3_bind_int64(s, 6, config_id);
+    rc = step_done(c, s, err, "insert task");
+    if (rc != BO_OK) {
+        return rc;
+    }
+    if (sqlite3_changes(c->db) == 0) {
+        return BO_EEXIST;
+    }
+    int64_t id = sqlite3_last_insert_rowid(c->db);
+    if (encode_partial_task(t, &st->part) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "encode task: out of memory");
+    }
+    rc = body_put(c, id, config_id, st->part.data, st->part.len, err);
+    if (rc == BO_OK) {
+        rc = config_ref(c, config_id, 1, 1, err);
+    }
+    if (rc == BO_OK) {
+        rc = counts_add(c, job_id, (int)t->status, 1, err);
+    }
+    return rc;
+}
+
 static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
                      struct bo_err *err)
 {
@@ -1481,6 +1667,10 @@ static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTas
     int64_t config_id, job_id;
     int rc = config_intern(st, c, a->task, &config_id, &job_id, err);
     if (rc != BO_OK) {
+        return rc;
+    }
+    rc = task_insert_new(st, c, t, config_id, job_id, err);
+    if (rc != BO_EEXIST) {
         return rc;
     }
     struct task_row old;
@@ -2121,14 +2311,15 @@ void bo_store_set_group_commit(struct bo_store *st, bool on)
     if (!on) {
         bo_store_flush(st, &ignored);
     }
+    /* With group commit the owner checkpoints off its thread (ckpt below);
+     * without, wal_hook checkpoints as SQLite's automatic one would. */
     st->group_commit = on;
-    /* With group commit the owner checkpoints off its thread (ckpt below). */
-    conn_exec(&st->main, on ? "PRAGMA wal_autocheckpoint=0" : "PRAGMA wal_autocheckpoint=1000",
-              &ignored, "configure");
 }
 
 int bo_store_flush(struct bo_store *st, struct bo_err *err)
 {
+    bool index = st->group_index;
+    st->group_index = false;
     if (!st->group_open) {
         return BO_OK;
     }
@@ -2136,7 +2327,21 @@ int bo_store_flush(struct bo_store *st, struct bo_err *err)
     if (st->main.db == NULL || sqlite3_get_autocommit(st->main.db)) {
         return BO_OK;
     }
-    return run_stmt(&st->main, S_COMMIT, err, "flush");
+    int rc = BO_OK;
+    if (index) {
+        rc = meta_put_int(&st->main, META_APPLIED_INDEX, (int64_t)st->applied_index, err);
+        if (rc != BO_OK) {
+            run_stmt(&st->main, S_ROLLBACK, NULL, "rollback");
+        }
+    }
+    if (rc == BO_OK) {
+        rc = run_stmt(&st->main, S_COMMIT, err, "flush");
+    }
+    if (rc != BO_OK) {
+        /* The group may be gone, and rows it added with it. */
+        memo_reset(st);
+    }
+    return rc;
 }
 
 int bo_store_read_begin(struct bo_store *st, struct bo_err *err)
@@ -2184,15 +2389,20 @@ static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_
             goto fail;
         }
     }
-    rc = meta_put_int(c, META_APPLIED_INDEX, (int64_t)index, err);
-    if (rc != BO_OK) {
-        goto fail;
+    /* With group commit the index is written once, by the flush that
+     * commits the group: a statement per entry less. */
+    if (!st->group_commit) {
+        rc = meta_put_int(c, META_APPLIED_INDEX, (int64_t)index, err);
+        if (rc != BO_OK) {
+            goto fail;
+        }
     }
     rc = txn_commit(st, err);
     if (rc != BO_OK) {
         goto fail;
     }
     st->applied_index = index;
+    st->group_index = st->group_commit;
     return BO_OK;
 fail:
     txn_rollback(st);
@@ -2378,18 +2588,41 @@ static void texts_attach(struct bo_store *st)
     sqlite3_rollback_hook(st->main.db, texts_on_rollback, st);
 }
 
+/* Runs after every commit on the main connection. It stands in for SQLite's
+ * automatic checkpoint (which is this hook, set by wal_autocheckpoint) so
+ * that it holds for every connection open_main makes, reopened ones
+ * included, and notes the WAL's length for bo_store_ckpt_finish. */
+static int wal_hook(void *data, sqlite3 *db, const char *name, int frames)
+{
+    struct bo_store *st = data;
+    st->wal_frames = frames;
+    if (!st->group_commit && frames >= 1000) {
+        sqlite3_wal_checkpoint(db, name);
+    }
+    return SQLITE_OK;
+}
+
 static int open_main(struct bo_store *st, struct bo_err *err)
 {
     struct conn *c = &st->main;
     int rc = open_conn(c, st->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                        /* synchronous first: switching a restored file to
-                        * WAL would otherwise fsync all of it. */
+                        * WAL would otherwise fsync all of it. temp_store
+                        * keeps the savepoints' sub-journal (group commit:
+                        * every page an entry touches again is copied there)
+                        * in memory: past 64 KiB SQLite spills it to a new
+                        * temporary file per group, and its pwrites were a
+                        * third of the loop thread (docs/benchmarks.md). */
                        "PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL;"
-                       " PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;",
+                       " PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;"
+                       " PRAGMA temp_store=MEMORY;",
                        err);
     if (rc != BO_OK) {
         return rc;
     }
+    sqlite3_wal_hook(c->db, wal_hook, st);
+    st->wal_frames = 0;
+    st->ckpt_done = 0;
     sqlite3_stmt *s = NULL;
     rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode", -1, &s, NULL);
     if (rc != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW ||
@@ -2510,6 +2743,8 @@ void bo_store_close(struct bo_store *st)
     bo_buf_release(&st->part);
     bo_buf_release(&st->text_tmp);
     bo_lru_free(st->texts);
+    arena_release(&st->apply_arena);
+    host_cache_reset(st);
     bo_free(st->path);
     bo_free(st);
 }
@@ -2885,6 +3120,7 @@ static int rest_load(struct conn *c, struct rest *r, struct bo_err *err)
 struct bo_store_ckpt {
     struct bo_store *st;
     struct conn *c;
+    int done; /* frames copied into the database file */
 };
 
 int bo_store_ckpt_open(struct bo_store *st, struct bo_store_ckpt **out, struct bo_err *err)
@@ -2926,6 +3162,34 @@ int bo_store_ckpt_run(struct bo_store_ckpt *k, struct bo_err *err)
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
         return sql_fail(k->c->db, rc, err, "checkpoint");
     }
+    k->done = done > 0 ? done : 0;
+    return BO_OK;
+}
+
+/* A WAL starts over from its beginning (reusing the file's blocks, which
+ * are in the OS cache) only at a commit whose transaction began with every
+ * frame in the database file. A worker's checkpoint never sees that under
+ * steady writes, since the loop commits more frames while it runs: the WAL
+ * then grew to hundreds of MB in seconds, every write landing on a fresh
+ * block the kernel had to allocate and zero. So the owner copies the few
+ * frames committed meanwhile itself, between two groups; when they are
+ * more than BO_CKPT_FINISH_MAX_FRAMES the next worker checkpoint is left
+ * to close the gap. */
+#define BO_CKPT_FINISH_MAX_FRAMES 512
+
+int bo_store_ckpt_finish(struct bo_store *st, struct bo_err *err)
+{
+    if (st->main.db == NULL || st->group_open || !st->group_commit) {
+        return BO_OK;
+    }
+    int left = st->wal_frames > st->ckpt_done ? st->wal_frames - st->ckpt_done : st->wal_frames;
+    if (left == 0 || left > BO_CKPT_FINISH_MAX_FRAMES) {
+        return BO_OK;
+    }
+    int rc = sqlite3_wal_checkpoint_v2(st->main.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        return sql_fail(st->main.db, rc, err, "checkpoint");
+    }
     return BO_OK;
 }
 
@@ -2936,6 +3200,7 @@ void bo_store_ckpt_close(struct bo_store_ckpt *k)
     }
     k->st->n_views--;
     k->st->ckpt_busy = false;
+    k->st->ckpt_done = k->done;
     bo_free(k);
 }
 
@@ -3862,16 +4127,26 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
     }
     switch (kind) {
     case BO__LOG_ENTRY__ENTRY_TRANSACTION: {
-        Bo__LogEntry *e = bo__log_entry__unpack(NULL, len, data);
+        struct arena *a = &st->apply_arena;
+        ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
+        a->failed = false;
+        Bo__LogEntry *e = bo__log_entry__unpack(&alloc, len, data);
         if (e == NULL || e->entry_case != BO__LOG_ENTRY__ENTRY_TRANSACTION) {
-            if (e != NULL) {
-                bo__log_entry__free_unpacked(e, NULL);
-            }
-            return bo_errf(err, BO_ECORRUPT, "log entry %llu: cannot decode transaction",
-                           (unsigned long long)index);
+            /* Out of memory is no reason to reject an entry: the caller
+             * must stop rather than diverge from the other replicas. */
+            rc = a->failed ? bo_errf(err, BO_ENOMEM, "log entry %llu: out of memory",
+                                     (unsigned long long)index)
+                           : bo_errf(err, BO_ECORRUPT, "log entry %llu: cannot decode transaction",
+                                     (unsigned long long)index);
+        } else {
+            rc = bo_store_apply(st, e->transaction, index, err);
         }
-        rc = bo_store_apply(st, e->transaction, index, err);
-        bo__log_entry__free_unpacked(e, NULL);
+        /* Keep the chunks for the next entry, unless a big one grew them. */
+        if (a->held > APPLY_ARENA_KEEP) {
+            arena_release(a);
+        } else {
+            arena_reset(a);
+        }
         return rc;
     }
     case BO__LOG_ENTRY__ENTRY_NOOP:
@@ -3885,6 +4160,60 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
     default:
         return bo_errf(err, BO_ECORRUPT, "log entry %llu: no entry set", (unsigned long long)index);
     }
+}
+
+/* ------------------------------------------------------ host cache ---- */
+
+/* The slots the host cache may grow to: a cluster has tens of thousands of
+ * hosts; beyond this many names, lookups go to SQLite. */
+#define HOST_CACHE_MAX_SLOTS (1u << 17)
+
+static void host_cache_reset(struct bo_store *st)
+{
+    if (st->host_cache != NULL) {
+        host_map_release(st->host_cache);
+        bo_free(st->host_cache);
+        st->host_cache = NULL;
+    }
+}
+
+/* host_id() for the main connection through the cache: a task's host was a
+ * SELECT on the hosts table by name for every task saved. */
+static int host_cached_id(struct bo_store *st, struct conn *c, const char *name, size_t len,
+                          int64_t *id, struct bo_err *err)
+{
+    if (c != &st->main) {
+        return host_id(c, name, len, id, err);
+    }
+    struct host_map *m = st->host_cache;
+    if (m == NULL) {
+        m = st->host_cache = bo_calloc(1, sizeof(*m));
+        if (m == NULL) {
+            return host_id(c, name, len, id, err);
+        }
+    }
+    if (m->n * 2 >= m->n_slots &&
+        (m->n_slots >= HOST_CACHE_MAX_SLOTS || host_map_grow(m) != BO_OK)) {
+        return host_id(c, name, len, id, err);
+    }
+    uint64_t hash = bo_hash64(name, len);
+    struct host_slot *slot = host_map_slot(m->slots, m->n_slots, hash, name, len);
+    if (slot->name != NULL) {
+        *id = slot->id;
+        return BO_OK;
+    }
+    int rc = host_id(c, name, len, id, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    slot->name = bo_strndup(len == 0 ? "" : name, len);
+    if (slot->name != NULL) { /* else a miss next time: time, not correctness */
+        slot->hash = hash;
+        slot->len = len;
+        slot->id = *id;
+        m->n++;
+    }
+    return BO_OK;
 }
 
 /* ----------------------------------------------------------- queries ---- */
@@ -4098,83 +4427,6 @@ static void task_list_detach(Bo__ScheduledTask **tasks, size_t n)
             tasks[i]->assigned_task->task = NULL;
         }
     }
-}
-
-/* A bump allocator for protobuf-c: allocations come from 64 KiB chunks
- * (bigger ones get a chunk of their own), frees are no-ops, and a reset
- * makes all of it reusable. Tasks streamed by bo_store_each_task live here
- * one at a time. */
-#define ARENA_CHUNK (64u << 10)
-
-struct arena_chunk {
-    struct arena_chunk *next;
-    size_t size, used;
-    max_align_t data[];
-};
-
-struct arena {
-    struct arena_chunk *head, *cur;
-    bool failed;
-};
-
-static void *arena_alloc(void *data, size_t size)
-{
-    struct arena *a = data;
-    size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    struct arena_chunk *last = NULL;
-    for (struct arena_chunk *c = a->cur; c != NULL; c = c->next) {
-        if (c->size - c->used >= size) {
-            void *p = (uint8_t *)c->data + c->used;
-            c->used += size;
-            a->cur = c;
-            return p;
-        }
-        if (c->next != NULL) {
-            c->next->used = 0; /* left over from before the last reset */
-        }
-        last = c;
-    }
-    size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;
-    struct arena_chunk *c = bo_malloc(sizeof(*c) + cap);
-    if (c == NULL) {
-        a->failed = true;
-        return NULL;
-    }
-    c->size = cap;
-    c->used = size;
-    c->next = NULL;
-    if (last != NULL) {
-        last->next = c;
-    } else {
-        a->head = c;
-    }
-    a->cur = c;
-    return c->data;
-}
-
-static void arena_free(void *data, void *p)
-{
-    (void)data;
-    (void)p;
-}
-
-static void arena_reset(struct arena *a)
-{
-    a->cur = a->head;
-    if (a->head != NULL) {
-        a->head->used = 0;
-    }
-}
-
-static void arena_release(struct arena *a)
-{
-    struct arena_chunk *c = a->head;
-    while (c != NULL) {
-        struct arena_chunk *next = c->next;
-        bo_free(c);
-        c = next;
-    }
-    *a = (struct arena){0};
 }
 
 typedef int (*row_fn)(Bo__ScheduledTask *t, void *data);

@@ -93,6 +93,11 @@ struct bo_store_ckpt;
 int bo_store_ckpt_open(struct bo_store *st, struct bo_store_ckpt **out, struct bo_err *err);
 int bo_store_ckpt_run(struct bo_store_ckpt *ckpt, struct bo_err *err);
 void bo_store_ckpt_close(struct bo_store_ckpt *ckpt);
+/* Owning thread, between groups (after bo_store_flush): copy into the
+ * database file the frames committed while the last checkpoint ran, if they
+ * are few, so that the WAL starts over at the next commit instead of
+ * growing. Does nothing when a group is open or the gap is large. */
+int bo_store_ckpt_finish(struct bo_store *st, struct bo_err *err);
 
 /* Last applied log index (0 for an empty store). */
 uint64_t bo_store_applied_index(const struct bo_store *st);

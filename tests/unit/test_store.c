@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include <sqlite3.h>
 
 #include "storage.pb-c.h"
+#include "storage/canon.h"
 #include "storage/snapshot.h"
 #include "storage/store.h"
 
@@ -682,6 +684,197 @@ static void test_config_dedup(void **state)
     bo_store_close(st);
 }
 
+/* An allocator that remembers what it gave, for functions that leave
+ * freeing to an arena. */
+struct tracked {
+    void *p[64];
+    size_t n;
+};
+
+static void *tracked_alloc(void *d, size_t n)
+{
+    struct tracked *t = d;
+    assert_true(t->n < 64);
+    return t->p[t->n++] = bo_malloc(n);
+}
+
+static void tracked_free_all(struct tracked *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        bo_free(t->p[i]);
+    }
+    t->n = 0;
+}
+
+/* A config that arrives in canonical order is interned from its own
+ * encoding, one that does not from a sorted copy: both must land on the
+ * same row, whichever comes first, with the canonical bytes. */
+static void test_config_canonical_fast_path(void **state)
+{
+    (void)state;
+    Bo__TaskConfig *sorted_cfg = mk_config("www", "prod", "c", 0, false);
+    Bo__TaskConfig *reversed_cfg = mk_config("www", "prod", "c", 0, true);
+    assert_true(bo_canon_task_config_is_canonical(sorted_cfg));
+    assert_false(bo_canon_task_config_is_canonical(reversed_cfg));
+    struct bo_buf canon = BO_BUF_INIT;
+    assert_int_equal(bo_canon_encode_config(reversed_cfg, &canon), BO_OK);
+    assert_true(bo_canon_task_config_is_canonical(reversed_cfg));
+    free_msg(reversed_cfg);
+    free_msg(sorted_cfg);
+
+    /* Encoding from a shallow copy gives the bytes sorting in place gives,
+     * values of a constraint and metadata out of order included, and
+     * leaves the config as it was. */
+    Bo__TaskConfig *c = mk_config("www", "prod", "c", 1, true);
+    Bo__Constraint *k = c->constraints[0]->value != NULL ? c->constraints[0] : c->constraints[1];
+    k->value->values = bo_reallocarray(k->value->values, 3, sizeof(char *));
+    k->value->values[1] = bo_strdup("r0");
+    k->value->values[2] = bo_strdup("a9");
+    k->value->n_values = 3;
+    c->n_metadata = 2;
+    c->metadata = bo_calloc(2, sizeof(*c->metadata));
+    for (size_t i = 0; i < 2; i++) {
+        c->metadata[i] = bo_calloc(1, sizeof(Bo__Metadata));
+        bo__metadata__init(c->metadata[i]);
+        c->metadata[i]->key = bo_strdup(i == 0 ? "team" : "build");
+        c->metadata[i]->value = bo_strdup("x");
+    }
+    struct bo_buf before = BO_BUF_INIT, after = BO_BUF_INIT, viacopy = BO_BUF_INIT,
+                  inplace = BO_BUF_INIT;
+    size_t n = protobuf_c_message_get_packed_size(&c->base);
+    assert_int_equal(bo_buf_reserve(&before, n), BO_OK);
+    before.len = protobuf_c_message_pack(&c->base, before.data);
+    struct tracked tr = {0};
+    ProtobufCAllocator track = {tracked_alloc, t_free, &tr};
+    assert_int_equal(bo_canon_encode_config_const(c, &track, &viacopy), BO_OK);
+    assert_true(tr.n > 0);
+    tracked_free_all(&tr);
+    assert_int_equal(bo_buf_reserve(&after, n), BO_OK);
+    after.len = protobuf_c_message_pack(&c->base, after.data);
+    assert_int_equal(after.len, before.len);
+    assert_memory_equal(after.data, before.data, before.len);
+    assert_int_equal(bo_canon_encode_config(c, &inplace), BO_OK);
+    assert_int_equal(viacopy.len, inplace.len);
+    assert_memory_equal(viacopy.data, inplace.data, inplace.len);
+    assert_memory_not_equal(before.data, inplace.data, inplace.len);
+    bo_buf_release(&before);
+    bo_buf_release(&after);
+    bo_buf_release(&viacopy);
+    bo_buf_release(&inplace);
+    free_msg(c);
+
+    for (int reversed_first = 0; reversed_first < 2; reversed_first++) {
+        struct bo_store *st = open_store(reversed_first ? "fast1.db" : "fast0.db");
+        Bo__Transaction *t = txn_new();
+        txn_save_task(t, mk_task("t-a", mk_config("www", "prod", "c", 0, reversed_first), 0,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h"));
+        apply_ok(st, t, 1);
+        t = txn_new();
+        txn_save_task(t, mk_task("t-b", mk_config("www", "prod", "c", 0, !reversed_first), 1,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h"));
+        apply_ok(st, t, 2);
+        assert_int_equal(counts_of(st).configs, 1);
+        struct bo_task_query q = {0};
+        struct bo_task_list l;
+        query(st, &q, &l);
+        assert_int_equal(l.n, 2);
+        assert_ptr_equal(l.tasks[0]->assigned_task->task, l.tasks[1]->assigned_task->task);
+        struct bo_buf got = BO_BUF_INIT;
+        size_t n = protobuf_c_message_get_packed_size(&l.tasks[0]->assigned_task->task->base);
+        assert_int_equal(bo_buf_reserve(&got, n), BO_OK);
+        got.len = protobuf_c_message_pack(&l.tasks[0]->assigned_task->task->base, got.data);
+        assert_int_equal(got.len, canon.len);
+        assert_memory_equal(got.data, canon.data, canon.len);
+        bo_buf_release(&got);
+        bo_task_list_release(&l);
+        bo_store_close(st);
+    }
+    bo_buf_release(&canon);
+}
+
+static off_t wal_size(const char *name)
+{
+    char p[512];
+    path_in_dir(p, sizeof(p), name);
+    strncat(p, "-wal", sizeof(p) - strlen(p) - 1);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    return sb.st_size;
+}
+
+/* Group commit with a checkpoint that runs while a group is open, as the
+ * worker's does under steady writes: without bo_store_ckpt_finish the WAL
+ * never starts over and grows by every group; with it, it stops growing. */
+static void test_wal_restarts(void **state)
+{
+    (void)state;
+    for (int finish = 0; finish < 2; finish++) {
+        const char *name = finish ? "walf1.db" : "walf0.db";
+        struct bo_store *st = open_store(name);
+        bo_store_set_group_commit(st, true);
+        struct bo_err err = BO_ERR_INIT;
+        off_t after_warmup = 0;
+        uint64_t index = 1;
+        for (int round = 0; round < 40; round++) {
+            for (int i = 0; i < 4; i++) {
+                char id[32];
+                snprintf(id, sizeof(id), "t-%d-%d", round, i);
+                Bo__Transaction *t = txn_new();
+                txn_save_task(t, mk_task(id, mk_config("www", "prod", "w", i, false), i,
+                                         BO__SCHEDULE_STATUS__RUNNING, "h"));
+                apply_ok(st, t, index++);
+            }
+            struct bo_store_ckpt *k;
+            assert_int_equal(bo_store_ckpt_open(st, &k, &err), BO_OK);
+            assert_int_equal(bo_store_ckpt_run(k, &err), BO_OK);
+            bo_store_ckpt_close(k);
+            assert_int_equal(bo_store_flush(st, &err), BO_OK);
+            if (finish) {
+                assert_int_equal(bo_store_ckpt_finish(st, &err), BO_OK);
+            }
+            if (round == 5) {
+                after_warmup = wal_size(name);
+            }
+        }
+        if (finish) {
+            assert_int_equal(wal_size(name), after_warmup);
+        } else {
+            assert_true(wal_size(name) > after_warmup);
+        }
+        assert_int_equal(counts_of(st).tasks, 160);
+        bo_store_close(st);
+    }
+}
+
+/* With group commit the applied index is written by the flush: a view (which
+ * reads it from the file) sees the last applied entry's, and an entry the
+ * store rejected in the group does not move it. */
+static void test_group_index(void **state)
+{
+    (void)state;
+    struct bo_store *st = open_store("gidx.db");
+    bo_store_set_group_commit(st, true);
+    struct bo_err err = BO_ERR_INIT;
+    for (uint64_t i = 1; i <= 3; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "t-%d", (int)i);
+        Bo__Transaction *t = txn_new();
+        txn_save_task(t, mk_task(id, mk_config("www", "prod", "g", 0, false), (int)i,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h"));
+        apply_ok(st, t, i);
+    }
+    /* An event for an update nobody saved: rejected, index stays at 3. */
+    static const uint8_t bad[] = {0x12, 0x06, 0x0a, 0x04, 0x4a, 0x02, 0x0a, 0x00};
+    assert_int_not_equal(bo_store_apply_entry(st, bad, sizeof(bad), 4, &err), BO_OK);
+    assert_int_equal(bo_store_applied_index(st), 3);
+    struct bo_store_view *v;
+    assert_int_equal(bo_store_view_open(st, &v, &err), BO_OK);
+    assert_int_equal(bo_store_view_index(v), 3);
+    bo_store_view_close(v);
+    assert_false(bo_store_pending(st));
+    bo_store_close(st);
+}
+
 static void test_config_collection(void **state)
 {
     (void)state;
@@ -803,6 +996,48 @@ static void test_rollback(void **state)
     assert_int_equal(bo_store_applied_index(st), index + 1);
     assert_true(digest_of(st) != before);
     bo_store_close(st);
+}
+
+/* Host ids are remembered between applies: one a rolled back entry added
+ * must be forgotten, since the next new host gets its row id. */
+static void test_host_cache_rollback(void **state)
+{
+    (void)state;
+    for (int group = 0; group < 2; group++) {
+        struct bo_store *st = open_store(group ? "hosts1.db" : "hosts0.db");
+        bo_store_set_group_commit(st, group == 1);
+        Bo__Transaction *t = txn_new();
+        txn_save_task(t, mk_task("t-old", mk_config("www", "prod", "h", 0, false), 0,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-old"));
+        apply_ok(st, t, 1);
+        t = txn_new();
+        txn_save_task(t, mk_task("t-gone", mk_config("www", "prod", "h", 0, false), 1,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-new"));
+        txn_update_event(t, "web", "no-such-update", BO__JOB_UPDATE_STATUS__UPDATE_ABORTED, 5);
+        struct bo_err err = BO_ERR_INIT;
+        apply_expect(st, t, 2, BO_EINVAL, &err);
+        t = txn_new();
+        txn_save_task(t, mk_task("t-other", mk_config("www", "prod", "h", 0, false), 2,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-other"));
+        apply_ok(st, t, 2);
+        t = txn_new();
+        txn_save_task(t, mk_task("t-new", mk_config("www", "prod", "h", 0, false), 3,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-new"));
+        apply_ok(st, t, 3);
+        const char *hosts[] = {"h-new"};
+        struct bo_task_query q = {.hosts = hosts, .n_hosts = 1};
+        struct bo_task_list l;
+        query(st, &q, &l);
+        assert_int_equal(l.n, 1);
+        assert_string_equal(tid(&l, 0), "t-new");
+        bo_task_list_release(&l);
+        hosts[0] = "h-other";
+        query(st, &q, &l);
+        assert_int_equal(l.n, 1);
+        assert_string_equal(tid(&l, 0), "t-other");
+        bo_task_list_release(&l);
+        bo_store_close(st);
+    }
 }
 
 static void txn_save_states(Bo__Transaction *t, Bo__ScheduledTask **tasks, size_t n)
@@ -2108,6 +2343,10 @@ int main(void)
         cmocka_unit_test(test_open_empty),
         cmocka_unit_test(test_tasks_round_trip),
         cmocka_unit_test(test_config_dedup),
+        cmocka_unit_test(test_config_canonical_fast_path),
+        cmocka_unit_test(test_wal_restarts),
+        cmocka_unit_test(test_group_index),
+        cmocka_unit_test(test_host_cache_rollback),
         cmocka_unit_test(test_config_collection),
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_task_states),
