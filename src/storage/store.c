@@ -95,6 +95,11 @@
 #include "common/pbwire.h"
 #include "storage/canon.h"
 
+#define uthash_malloc(sz)    bo_malloc(sz)
+#define uthash_free(ptr, sz) bo_free(ptr)
+#define HASH_NONFATAL_OOM    1
+#include <uthash.h>
+
 /* ------------------------------------------------------------- schema ---- */
 
 /* Secondary indexes on tasks are kept apart: a restore creates them after the
@@ -192,10 +197,13 @@ enum stmt_id {
     S_TASK_INSERT_MANY,
     S_BODY_INSERT_MANY,
     S_TASK_UPDATE,
+    S_TASK_SET_STATUS,
+    S_TASK_SET_STATE,
     S_TASK_DELETE,
     S_BODY_PUT,
     S_BODY_DELETE,
     S_BODY_GET,
+    S_BODY_SET,
     S_COUNT_ADD,
     S_COUNT_PRUNE,
     S_CRON_FIND,
@@ -268,7 +276,8 @@ static const char *const stmt_sql[S_COUNT] = {
                     " WHERE id = ?1 RETURNING refs, job_id",
     [S_CFG_DELETE] = "DELETE FROM task_configs WHERE id = ?1",
     [S_CFG_BODY] = "SELECT body FROM task_configs WHERE id = ?1",
-    [S_TASK_FIND] = "SELECT id, config_id, job_id, status FROM tasks WHERE task_id = ?1",
+    [S_TASK_FIND] = "SELECT id, config_id, job_id, status, instance_id, host_id FROM tasks"
+                    " WHERE task_id = ?1",
     /* ?1 is NULL for a new row id, given by a restore. */
     [S_HOSTNAME_FIND] = "SELECT id FROM hosts WHERE name = ?1",
     [S_HOSTNAME_INSERT] = "INSERT INTO hosts(name) VALUES(?1)",
@@ -285,12 +294,19 @@ static const char *const stmt_sql[S_COUNT] = {
                            " config_id) VALUES" ROWS16("(?, ?, ?, ?, ?, ?, ?)"),
     [S_BODY_INSERT_MANY] =
         "INSERT INTO task_bodies(id, config_id, body) VALUES" ROWS16("(?, ?, ?)"),
+    /* SQLite rewrites the entry of every index on a column the SET names,
+     * changed or not: a status change names only what it changes. */
+    [S_TASK_SET_STATUS] = "UPDATE tasks SET status = ?2 WHERE id = ?1",
+    [S_TASK_SET_STATE] = "UPDATE tasks SET status = ?2, host_id = ?3 WHERE id = ?1",
     [S_TASK_UPDATE] = "UPDATE tasks SET job_id = ?2, instance_id = ?3, status = ?4, host_id = ?5,"
                       " config_id = ?6 WHERE id = ?1",
     [S_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
     [S_BODY_PUT] = "INSERT OR REPLACE INTO task_bodies(id, config_id, body) VALUES(?1, ?2, ?3)",
     [S_BODY_DELETE] = "DELETE FROM task_bodies WHERE id = ?1",
     [S_BODY_GET] = "SELECT body FROM task_bodies WHERE id = ?1",
+    /* A row that exists is rewritten in place; REPLACE would delete it and
+     * insert it again, two B-tree operations for one. */
+    [S_BODY_SET] = "UPDATE task_bodies SET config_id = ?2, body = ?3 WHERE id = ?1",
     [S_COUNT_ADD] = "INSERT INTO job_counts(job_id, status, n) VALUES(?1, ?2, ?3)"
                     " ON CONFLICT(job_id, status) DO UPDATE SET n = n + excluded.n",
     [S_COUNT_PRUNE] = "DELETE FROM job_counts WHERE job_id = ?1 AND status = ?2 AND n <= 0",
@@ -545,6 +561,8 @@ struct bo_store {
      * first): rows are never deleted, so only a rollback or a restore makes
      * an entry wrong, and both reset it (memo_reset). */
     struct host_map *host_cache;
+    /* Task count changes of the apply in progress (counts_note). */
+    struct count_delta *count_deltas;
     /* The checkpointer's connection, kept between checkpoints (opening one
      * costs more than most checkpoints); closed before files are swapped. */
     struct conn ckpt_c;
@@ -1458,6 +1476,67 @@ static int counts_add(struct conn *c, int64_t job_id, int status, int64_t delta,
     return step_done(c, s, err, "count tasks");
 }
 
+/* Count changes of one apply, summed per job and status and written once at
+ * its end (counts_flush): the status changes of a scheduler batch, 20,000
+ * over a hundred jobs, were three statements each (add, subtract, prune)
+ * and are now a few hundred. Nothing reads job_counts inside an apply. */
+struct count_delta {
+    struct count_key {
+        int64_t job_id;
+        int64_t status;
+    } key;
+    int64_t delta;
+    UT_hash_handle hh;
+};
+
+static void counts_forget(struct bo_store *st)
+{
+    struct count_delta *d, *tmp;
+    HASH_ITER(hh, st->count_deltas, d, tmp)
+    {
+        HASH_DEL(st->count_deltas, d);
+        bo_free(d);
+    }
+}
+
+static int counts_note(struct bo_store *st, int64_t job_id, int status, int64_t delta,
+                       struct bo_err *err)
+{
+    struct count_key k = {job_id, status};
+    struct count_delta *d = NULL;
+    HASH_FIND(hh, st->count_deltas, &k, sizeof(k), d);
+    if (d == NULL) {
+        d = bo_calloc(1, sizeof(*d));
+        if (d == NULL) {
+            return bo_errf(err, BO_ENOMEM, "count tasks: out of memory");
+        }
+        d->key = k;
+        HASH_ADD(hh, st->count_deltas, key, sizeof(d->key), d);
+        if (d->hh.tbl == NULL) {
+            bo_free(d);
+            return bo_errf(err, BO_ENOMEM, "count tasks: out of memory");
+        }
+    }
+    d->delta += delta;
+    return BO_OK;
+}
+
+/* Write the noted changes; increases first, so that a row a decrease
+ * empties is pruned after everything that adds to it. */
+static int counts_flush(struct bo_store *st, struct conn *c, struct bo_err *err)
+{
+    int rc = BO_OK;
+    for (int pass = 0; pass < 2 && rc == BO_OK; pass++) {
+        for (struct count_delta *d = st->count_deltas; d != NULL && rc == BO_OK; d = d->hh.next) {
+            if (d->delta != 0 && (pass == 0) == (d->delta > 0)) {
+                rc = counts_add(c, d->key.job_id, (int)d->key.status, d->delta, err);
+            }
+        }
+    }
+    counts_forget(st);
+    return rc;
+}
+
 /* The task's encoding without its config: what the tasks table and a
  * deduplicated snapshot hold. */
 static int encode_partial_task(const Bo__ScheduledTask *t, struct bo_buf *out)
@@ -1473,6 +1552,8 @@ struct task_row {
     int64_t id;
     int64_t config_id;
     int64_t job_id;
+    int64_t host_id;
+    int32_t instance_id;
     int status;
 };
 
@@ -1492,11 +1573,38 @@ static int task_find(struct conn *c, const char *task_id, struct task_row *row, 
     row->config_id = sqlite3_column_int64(s, 1);
     row->job_id = sqlite3_column_int64(s, 2);
     row->status = sqlite3_column_int(s, 3);
+    row->instance_id = sqlite3_column_int(s, 4);
+    row->host_id = sqlite3_column_int64(s, 5);
     sqlite3_reset(s);
     return BO_OK;
 }
 
 /* Insert or replace the body of task row `id`. */
+static int body_put(struct conn *c, int64_t id, int64_t config_id, const uint8_t *body, size_t len,
+                    struct bo_err *err);
+
+/* The body of task row `id`, which has one already (`exists`) or not. */
+static int body_write(struct conn *c, bool exists, int64_t id, int64_t config_id,
+                      const uint8_t *body, size_t len, struct bo_err *err)
+{
+    if (!exists) {
+        return body_put(c, id, config_id, body, len, err);
+    }
+    sqlite3_stmt *s = NULL;
+    int rc = conn_stmt(c, S_BODY_SET, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, config_id);
+    bind_blob(s, 3, body, len);
+    rc = step_done(c, s, err, "store task body");
+    if (rc == BO_OK && sqlite3_changes(c->db) != 1) {
+        rc = bo_errf(err, BO_ECORRUPT, "store task body: task row %lld has no body", (long long)id);
+    }
+    return rc;
+}
+
 static int body_put(struct conn *c, int64_t id, int64_t config_id, const uint8_t *body, size_t len,
                     struct bo_err *err)
 {
@@ -1576,39 +1684,62 @@ static int task_write(struct bo_store *st, struct conn *c, const Bo__ScheduledTa
         return rc;
     }
     sqlite3_stmt *s = NULL;
-    rc = conn_stmt(c, replace ? S_TASK_UPDATE : S_TASK_INSERT, &s, err);
-    if (rc != BO_OK) {
-        return rc;
-    }
-    int k = 1;
-    if (replace) {
-        sqlite3_bind_int64(s, k++, old->id);
+    if (replace && same_config && old->job_id == job_id && old->instance_id == a->instance_id) {
+        /* A state change: the row's status and host at most. */
+        if (old->host_id != hid) {
+            rc = conn_stmt(c, S_TASK_SET_STATE, &s, err);
+            if (rc == BO_OK) {
+                sqlite3_bind_int64(s, 3, hid);
+            }
+        } else if (old->status != (int)t->status) {
+            rc = conn_stmt(c, S_TASK_SET_STATUS, &s, err);
+        }
+        if (rc != BO_OK) {
+            return rc;
+        }
+        if (s != NULL) {
+            sqlite3_bind_int64(s, 1, old->id);
+            sqlite3_bind_int(s, 2, (int)t->status);
+            rc = step_done(c, s, err, "update task");
+            if (rc != BO_OK) {
+                return rc;
+            }
+        }
     } else {
-        sqlite3_bind_null(s, k++);
-        bind_str(s, k++, a->task_id);
+        rc = conn_stmt(c, replace ? S_TASK_UPDATE : S_TASK_INSERT, &s, err);
+        if (rc != BO_OK) {
+            return rc;
+        }
+        int k = 1;
+        if (replace) {
+            sqlite3_bind_int64(s, k++, old->id);
+        } else {
+            sqlite3_bind_null(s, k++);
+            bind_str(s, k++, a->task_id);
+        }
+        sqlite3_bind_int64(s, k++, job_id);
+        sqlite3_bind_int(s, k++, a->instance_id);
+        sqlite3_bind_int(s, k++, (int)t->status);
+        sqlite3_bind_int64(s, k++, hid);
+        sqlite3_bind_int64(s, k++, config_id);
+        rc = step_done(c, s, err, replace ? "update task" : "insert task");
+        if (rc != BO_OK) {
+            return rc;
+        }
     }
-    sqlite3_bind_int64(s, k++, job_id);
-    sqlite3_bind_int(s, k++, a->instance_id);
-    sqlite3_bind_int(s, k++, (int)t->status);
-    sqlite3_bind_int64(s, k++, hid);
-    sqlite3_bind_int64(s, k++, config_id);
-    rc = step_done(c, s, err, replace ? "update task" : "insert task");
-    if (rc != BO_OK) {
-        return rc;
-    }
-    rc = body_put(c, replace ? old->id : sqlite3_last_insert_rowid(c->db), config_id, st->part.data,
-                  st->part.len, err);
+    rc = body_write(c, replace, replace ? old->id : sqlite3_last_insert_rowid(c->db), config_id,
+                    st->part.data, st->part.len, err);
     if (rc != BO_OK) {
         return rc;
     }
     if (same_count) {
         return same_config ? BO_OK : config_unref(st, c, old->config_id, true, err);
     }
-    rc = counts_add(c, job_id, (int)t->status, 1, err);
+    rc = counts_note(st, job_id, (int)t->status, 1, err);
     if (rc != BO_OK || !replace) {
         return rc;
     }
-    rc = counts_add(c, old->job_id, old->status, -1, err);
+    rc = counts_note(st, old->job_id, old->status, -1, err);
     if (rc != BO_OK || same_config) {
         return rc;
     }
@@ -1655,7 +1786,7 @@ static int task_insert_new(struct bo_store *st, struct conn *c, const Bo__Schedu
         rc = config_ref(c, config_id, 1, 1, err);
     }
     if (rc == BO_OK) {
-        rc = counts_add(c, job_id, (int)t->status, 1, err);
+        rc = counts_note(st, job_id, (int)t->status, 1, err);
     }
     return rc;
 }
@@ -1727,7 +1858,7 @@ static int remove_task(struct bo_store *st, struct conn *c, const char *task_id,
     if (rc != BO_OK) {
         return rc;
     }
-    rc = counts_add(c, old.job_id, old.status, -1, err);
+    rc = counts_note(st, old.job_id, old.status, -1, err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -2389,6 +2520,10 @@ static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_
             goto fail;
         }
     }
+    rc = counts_flush(st, c, err);
+    if (rc != BO_OK) {
+        goto fail;
+    }
     /* With group commit the index is written once, by the flush that
      * commits the group: a statement per entry less. */
     if (!st->group_commit) {
@@ -2405,6 +2540,7 @@ static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_
     st->group_index = st->group_commit;
     return BO_OK;
 fail:
+    counts_forget(st);
     txn_rollback(st);
     /* Memo entries may name rows the rollback removed. */
     memo_reset(st);
@@ -2733,6 +2869,7 @@ void bo_store_close(struct bo_store *st)
     assert(st->n_views == 0);
     struct bo_err ignored = BO_ERR_INIT;
     bo_store_flush(st, &ignored);
+    counts_forget(st);
     ckpt_conn_drop(st);
     conn_close(&st->main, true);
     for (size_t i = 0; i < MEMO_SIZE; i++) {

@@ -1365,6 +1365,69 @@ static void test_query_one_job(void **state)
     bo_store_close(st);
 }
 
+/* Status changes in one transaction (counts summed, written at its end;
+ * rows changed in place) leave the state that one transaction per change
+ * leaves: the same digest, counts, and rows emptied pruned. */
+static void test_state_changes_batched(void **state)
+{
+    (void)state;
+    struct bo_store *a = open_store("batched-a.db");
+    struct bo_store *b = open_store("batched-b.db");
+    uint64_t ia = load_workload(a, 0), ib = load_workload(b, 0);
+    static const char *const ids[] = {"web-0", "web-2", "web-3", "web-4", "web-5"};
+    static const Bo__ScheduleStatus to[] = {
+        BO__SCHEDULE_STATUS__KILLING, BO__SCHEDULE_STATUS__KILLING, BO__SCHEDULE_STATUS__FINISHED,
+        BO__SCHEDULE_STATUS__ASSIGNED, BO__SCHEDULE_STATUS__ASSIGNED};
+    static const char *const host[] = {"host-a", "host-a", "host-b", "host-n", "host-m"};
+    /* a: one transaction, with web-4 moved twice (ASSIGNED, then RUNNING) */
+    Bo__Transaction *t = txn_new();
+    for (size_t i = 0; i < 5; i++) {
+        Bo__ScheduledTask *st = mk_task(ids[i], NULL, i == 0 ? 0 : (int)i, to[i], host[i]);
+        txn_save_states(t, &st, 1);
+    }
+    Bo__ScheduledTask *again = mk_task("web-4", NULL, 4, BO__SCHEDULE_STATUS__RUNNING, "host-n");
+    txn_save_states(t, &again, 1);
+    apply_ok(a, t, ++ia);
+    /* b: the same changes one transaction each */
+    for (size_t i = 0; i < 5; i++) {
+        t = txn_new();
+        Bo__ScheduledTask *st = mk_task(ids[i], NULL, i == 0 ? 0 : (int)i, to[i], host[i]);
+        txn_save_states(t, &st, 1);
+        apply_ok(b, t, ++ib);
+    }
+    t = txn_new();
+    again = mk_task("web-4", NULL, 4, BO__SCHEDULE_STATUS__RUNNING, "host-n");
+    txn_save_states(t, &again, 1);
+    apply_ok(b, t, ++ib);
+    assert_true(digest_of(a) == digest_of(b));
+
+    struct bo_job_summary_list jl;
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_store_job_summaries(a, "www", &jl, &err), BO_OK);
+    const struct bo_task_counts *c = NULL;
+    for (size_t i = 0; i < jl.n; i++) {
+        if (strcmp(jl.jobs[i].key->name, "web") == 0) {
+            c = &jl.jobs[i].counts;
+        }
+    }
+    assert_non_null(c);
+    /* web-0, web-2 KILLING; web-4 RUNNING; web-5 ASSIGNED; web-1 KILLED,
+     * web-3 FINISHED: nothing PENDING any more */
+    assert_int_equal(c->by_status[BO__SCHEDULE_STATUS__PENDING], 0);
+    assert_int_equal(c->by_status[BO__SCHEDULE_STATUS__KILLING], 2);
+    assert_int_equal(c->by_status[BO__SCHEDULE_STATUS__RUNNING], 1);
+    assert_int_equal(c->active, 4);
+    assert_int_equal(c->finished, 2);
+    bo_job_summary_list_release(&jl);
+
+    /* hosts moved with the states: by-host queries see them */
+    const char *hn[] = {"host-n"};
+    struct bo_task_query q = {.hosts = hn, .n_hosts = 1};
+    assert_int_equal(count_q(a, &q), 1);
+    bo_store_close(a);
+    bo_store_close(b);
+}
+
 static void test_query_filters(void **state)
 {
     (void)state;
@@ -2352,6 +2415,7 @@ int main(void)
         cmocka_unit_test(test_task_states),
         cmocka_unit_test(test_task_texts),
         cmocka_unit_test(test_query_one_job),
+        cmocka_unit_test(test_state_changes_batched),
         cmocka_unit_test(test_query_filters),
         cmocka_unit_test(test_summaries),
         cmocka_unit_test(test_config_groups),
