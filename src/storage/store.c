@@ -3805,7 +3805,7 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
     int rc;
     bo_pb_reader_init(&r, data, len);
     while ((rc = bo_pb_next(&r, &f)) == 1) {
-        if (f.number < 1 || f.number > 5) {
+        if (f.number < 1 || f.number > BO__LOG_ENTRY__ENTRY_DEDUPLICATED_SNAPSHOT_DELTA) {
             continue;
         }
         if ((f.number == 3) != (f.wire_type == BO_PB_VARINT) ||
@@ -3837,6 +3837,7 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
         return apply_locked(st, NULL, index, err);
     case BO__LOG_ENTRY__ENTRY_SNAPSHOT:
     case BO__LOG_ENTRY__ENTRY_DEDUPLICATED_SNAPSHOT:
+    case BO__LOG_ENTRY__ENTRY_DEDUPLICATED_SNAPSHOT_DELTA:
     case BO__LOG_ENTRY__ENTRY_COMPRESSED:
         rc = restore_from(st, data, len, true, index, err);
         return rc == BO_OK ? BO_OK
