@@ -60,6 +60,8 @@
 #include "storage/snapshot.h"
 
 #include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <zstd.h>
@@ -1133,6 +1135,8 @@ struct reader {
     struct ts_base ts_base;
     struct bo_buf xform;
     struct bo_buf xev;
+    /* Set while a delta entry is walked as it is decompressed. */
+    struct feed *feed;
 };
 
 static size_t offset_of(const struct reader *r, const uint8_t *p)
@@ -1395,6 +1399,160 @@ static int build_table_from_dedup(struct reader *r, const uint8_t *data, size_t 
     return rv;
 }
 
+/* ---------------------------------------------------------------- feed ---- */
+
+/* Decompressing a zstd payload on a thread of its own while the walk follows
+ * it (restore: the visitor's inserts and the decompression overlap on two
+ * cores). The thread writes the output front to back into a buffer of the
+ * recorded size and publishes how much is written (`avail`, release) after
+ * every step of at most FEED_STEP; the walker reads a byte only after seeing
+ * it published (acquire), so no byte is read while it is written. The thread
+ * touches nothing but the input, the output and this struct (no bo_malloc:
+ * its test hooks are not thread-safe), stops early when `cancel` is set, and
+ * is always joined before the walk returns. Its error, if any, wins over the
+ * walk's: the walk may have choked on what damaged data decoded to before the
+ * decoder saw the damage. */
+struct feed {
+    const uint8_t *in;
+    size_t in_len;
+    uint8_t *out;
+    size_t expected;
+    size_t in_offset;  /* of `in`, for messages */
+    const char *where; /* of `in`, for messages */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    _Atomic size_t avail;
+    atomic_bool cancel;
+    bool done;         /* under mu */
+    int rv;            /* under mu, once done */
+    struct bo_err err; /* under mu, once done */
+};
+
+#define FEED_STEP ((size_t)1 << 20)
+/* Smaller payloads are decompressed before the walk, on the calling thread. */
+#define FEED_MIN ((size_t)8 << 20)
+
+static void feed_publish(struct feed *fd, size_t pos, bool done, int rv, const struct bo_err *err)
+{
+    pthread_mutex_lock(&fd->mu);
+    atomic_store_explicit(&fd->avail, pos, memory_order_release);
+    if (done) {
+        fd->done = true;
+        fd->rv = rv;
+        fd->err = *err;
+    }
+    pthread_cond_broadcast(&fd->cv);
+    pthread_mutex_unlock(&fd->mu);
+}
+
+/* codec.c's zstd_decompress, checks and messages alike, into a buffer of
+ * exactly the recorded size. */
+static void *feed_main(void *arg)
+{
+    struct feed *fd = arg;
+    struct bo_err err = BO_ERR_INIT;
+    int rv = BO_OK;
+    size_t pos = 0;
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    if (d == NULL) {
+        rv = bo_errf(&err, BO_ENOMEM, "zstd decompress: out of memory for the context");
+    }
+    ZSTD_inBuffer ib = {fd->in, fd->in_len, 0};
+    size_t zr = 1;
+    while (rv == BO_OK && (ib.pos < ib.size || zr != 0)) {
+        if (atomic_load_explicit(&fd->cancel, memory_order_relaxed)) {
+            rv = BO_ECANCELED;
+            break;
+        }
+        /* Past the recorded size any output is too much: `spill` sees it. */
+        uint8_t spill[64];
+        size_t step = fd->expected - pos < FEED_STEP ? fd->expected - pos : FEED_STEP;
+        ZSTD_outBuffer ob = {step > 0 ? fd->out + pos : spill, step > 0 ? step : sizeof(spill), 0};
+        size_t before = ib.pos;
+        zr = ZSTD_decompressStream(d, &ob, &ib);
+        if (ZSTD_isError(zr)) {
+            rv = bo_errf(&err, BO_ECORRUPT, "zstd decompress: %s near offset %zu",
+                         ZSTD_getErrorName(zr), ib.pos);
+        } else if (step == 0 && ob.pos > 0) {
+            rv = bo_errf(&err, BO_ECORRUPT,
+                         "zstd decompress: more than the %zu bytes recorded (at offset %zu)",
+                         fd->expected, ib.pos);
+        } else if (ib.pos == ib.size && ob.pos == 0 && before == ib.pos && zr != 0) {
+            rv = bo_errf(&err, BO_ECORRUPT, "zstd decompress: input truncated at offset %zu",
+                         ib.pos);
+        } else if (ob.pos > 0) {
+            pos += ob.pos;
+            feed_publish(fd, pos, false, BO_OK, NULL);
+        }
+    }
+    if (rv == BO_OK && pos != fd->expected) {
+        rv = bo_errf(&err, BO_ECORRUPT, "zstd decompress: got %zu bytes, %zu were recorded", pos,
+                     fd->expected);
+    }
+    ZSTD_freeDCtx(d);
+    feed_publish(fd, pos, true, rv, &err);
+    return NULL;
+}
+
+/* The thread's error as the reader reports a decompression error. */
+static int feed_error(struct reader *r, struct feed *fd, int rv, const struct bo_err *err)
+{
+    return bo_errf(r->err, rv, "read snapshot: compressed data at offset %zu of the %s: %s",
+                   fd->in_offset, fd->where, bo_err_msg(err, rv));
+}
+
+/* Wait until the output is there up to `end`. BO_OK, or the thread's error
+ * when it stopped short of it. */
+static int feed_need(struct reader *r, const uint8_t *end)
+{
+    struct feed *fd = r->feed;
+    if (fd == NULL) {
+        return BO_OK;
+    }
+    size_t n = (size_t)(end - fd->out);
+    n = n < fd->expected ? n : fd->expected;
+    if (atomic_load_explicit(&fd->avail, memory_order_acquire) >= n) {
+        return BO_OK;
+    }
+    pthread_mutex_lock(&fd->mu);
+    while (atomic_load_explicit(&fd->avail, memory_order_acquire) < n && !fd->done) {
+        pthread_cond_wait(&fd->cv, &fd->mu);
+    }
+    bool short_of = atomic_load_explicit(&fd->avail, memory_order_acquire) < n;
+    int rv = fd->rv;
+    struct bo_err err = fd->err;
+    pthread_mutex_unlock(&fd->mu);
+    if (!short_of) {
+        return BO_OK;
+    }
+    /* Only an error stops the thread short of the recorded size. */
+    assert(rv != BO_OK);
+    return feed_error(r, fd, rv, &err);
+}
+
+/* The next field of `pr`, its bytes there to read (1), the end (0), or an
+ * error: BO_ECORRUPT for bad framing (the caller reports it), otherwise the
+ * thread's, already in r->err (*feed_rv). */
+static int next_field(struct reader *r, struct bo_pb_reader *pr, struct bo_pb_field *f,
+                      int *feed_rv)
+{
+    /* A field header is at most 15 bytes: a 5-byte tag and a 10-byte length. */
+    size_t left = (size_t)(pr->end - pr->p);
+    *feed_rv = feed_need(r, pr->p + (left < 15 ? left : 15));
+    if (*feed_rv != BO_OK) {
+        return *feed_rv;
+    }
+    int got = bo_pb_next(pr, f);
+    if (got == 1 && f->wire_type == BO_PB_LEN) {
+        *feed_rv = feed_need(r, f->data + f->len);
+        if (*feed_rv != BO_OK) {
+            return *feed_rv;
+        }
+    }
+    return got;
+}
+
 /* One element of DeduplicatedSnapshot.partial_tasks (`f`), in a delta entry
  * or not. */
 static int read_dedup_task(struct reader *r, const struct bo_pb_field *f, bool delta)
@@ -1483,8 +1641,9 @@ static int read_dedup(struct reader *r, const uint8_t *data, size_t len, bool de
 
     /* Pass 1: configs (and tasks of a delta entry), framing, and where the
      * partial Snapshot is. */
+    int feed_rv;
     bo_pb_reader_init(&pr, data, len);
-    while ((got = bo_pb_next(&pr, &f)) == 1) {
+    while ((got = next_field(r, &pr, &f, &feed_rv)) == 1) {
         const uint8_t *field_start = data + f.offset;
         if (f.number > DEDUP_TASK_CONFIGS) {
             continue;
@@ -1522,7 +1681,8 @@ static int read_dedup(struct reader *r, const uint8_t *data, size_t len, bool de
         }
     }
     if (got != 0) {
-        return corrupt(r, pr.p, "malformed deduplicated snapshot field");
+        return feed_rv != BO_OK ? feed_rv
+                                : corrupt(r, pr.p, "malformed deduplicated snapshot field");
     }
 
     /* Pass 2: tasks. */
@@ -1568,6 +1728,76 @@ static int read_dedup(struct reader *r, const uint8_t *data, size_t len, bool de
 
 static int read_entry(struct reader *r, const uint8_t *data, size_t len, bool inner);
 
+/* A zstd payload of `size` bytes decompressed by a feed thread: a delta entry
+ * is walked as it comes, anything else once it is all there. *started: false
+ * if the thread could not start (nothing done then). */
+static int read_fed(struct reader *r, const uint8_t *cdata, size_t clen, size_t size, bool *started)
+{
+    struct feed fd = {.in = cdata,
+                      .in_len = clen,
+                      .expected = size,
+                      .in_offset = offset_of(r, cdata),
+                      .where = r->where};
+    *started = false;
+    fd.out = bo_malloc(size);
+    if (fd.out == NULL) {
+        return bo_errf(r->err, BO_ENOMEM, "read snapshot: out of memory (%zu bytes)", size);
+    }
+    atomic_init(&fd.avail, 0);
+    atomic_init(&fd.cancel, false);
+    pthread_mutex_init(&fd.mu, NULL);
+    pthread_cond_init(&fd.cv, NULL);
+    if (pthread_create(&fd.thread, NULL, feed_main, &fd) != 0) {
+        pthread_cond_destroy(&fd.cv);
+        pthread_mutex_destroy(&fd.mu);
+        bo_free(fd.out);
+        return BO_OK;
+    }
+    *started = true;
+    r->st->codec = BO_CODEC_ZSTD;
+    const uint8_t *saved_origin = r->origin;
+    size_t saved_base = r->base;
+    const char *saved_where = r->where;
+    r->origin = fd.out;
+    r->base = 0;
+    r->where = "decompressed payload (zstd)";
+    r->feed = &fd;
+    /* The entry's header, not the whole entry. */
+    int rv = feed_need(r, fd.out + (size < 15 ? size : 15));
+    if (rv == BO_OK) {
+        struct bo_pb_reader pr;
+        struct bo_pb_field f;
+        bo_pb_reader_init(&pr, fd.out, size);
+        if (bo_pb_next(&pr, &f) == 1 && f.number == LOGENTRY_DEDUP_DELTA &&
+            f.wire_type == BO_PB_LEN && f.data + f.len == fd.out + size) {
+            rv = read_dedup(r, f.data, f.len, true);
+        } else {
+            rv = feed_need(r, fd.out + size);
+            r->feed = NULL;
+            if (rv == BO_OK) {
+                rv = read_entry(r, fd.out, size, true);
+            }
+        }
+    }
+    r->feed = NULL;
+    /* Bad bytes may come from damage the decoder has yet to reach: let it
+     * finish then, so that its error is the one reported. */
+    if (rv != BO_OK && rv != BO_ECORRUPT) {
+        atomic_store_explicit(&fd.cancel, true, memory_order_relaxed);
+    }
+    pthread_join(fd.thread, NULL);
+    if (fd.rv != BO_OK && fd.rv != BO_ECANCELED) {
+        rv = feed_error(r, &fd, fd.rv, &fd.err);
+    }
+    r->origin = saved_origin;
+    r->base = saved_base;
+    r->where = saved_where;
+    pthread_cond_destroy(&fd.cv);
+    pthread_mutex_destroy(&fd.mu);
+    bo_free(fd.out);
+    return rv;
+}
+
 static int read_compressed(struct reader *r, const uint8_t *field_start, const uint8_t *data,
                            size_t len)
 {
@@ -1608,6 +1838,14 @@ static int read_compressed(struct reader *r, const uint8_t *field_start, const u
     }
     if (cdata == NULL) {
         cdata = data;
+    }
+    /* A big zstd payload, with a plausible size (as codec.c judges it). */
+    if (codec == BO_CODEC_ZSTD && size >= FEED_MIN && size / 64 <= clen) {
+        bool started;
+        int frv = read_fed(r, cdata, clen, (size_t)size, &started);
+        if (started || frv != BO_OK) {
+            return frv;
+        }
     }
     struct bo_buf plain = BO_BUF_INIT;
     struct bo_err cerr = BO_ERR_INIT;

@@ -1269,6 +1269,71 @@ static void test_delta_malformed(void **state)
     bo_buf_release(&at);
 }
 
+/* A delta image big enough to be walked while a thread decompresses it:
+ * read whole, stopped early by the visitor, and damaged. */
+static void test_streamed_delta(void **state)
+{
+    (void)state;
+    struct state st;
+    state_init(&st);
+    enum { ROUNDS = 600 };
+    struct bo_snap_writer *w;
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_snap_writer_new(true, BO_CODEC_ZSTD, 0, &w), BO_OK);
+    for (uint32_t i = 0; i < N_CONFIGS; i++) {
+        uint32_t idx;
+        assert_int_equal(bo_snap_writer_add_config(w, st.cfg[i].data, st.cfg[i].len, &idx), BO_OK);
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N_TASKS; i++) {
+            assert_int_equal(
+                bo_snap_writer_add_task(w, st.task_cfg[i], st.task[i].data, st.task[i].len), BO_OK);
+        }
+    }
+    assert_int_equal(bo_snap_writer_set_rest(w, st.rest), BO_OK);
+    struct bo_buf image = BO_BUF_INIT;
+    struct bo_snap_stats ws, rs;
+    assert_int_equal(bo_snap_writer_finish(w, &image, &ws, &err), BO_OK);
+    bo_snap_writer_free(w);
+    assert_true(ws.dedup_bytes > ((size_t)8 << 20)); /* what the reader decodes on a thread */
+
+    struct big_seen b = {.st = &st, .fail_at_task = SIZE_MAX};
+    struct bo_snap_visitor v = {&b, big_config, big_task, NULL};
+    int rv = bo_snap_read(image.data, image.len, &v, &rs, &err);
+    if (rv != BO_OK) {
+        fail_msg("read: %s", bo_err_msg(&err, rv));
+    }
+    assert_int_equal(b.bad, 0);
+    assert_int_equal(b.n_tasks, (size_t)ROUNDS * N_TASKS);
+    assert_int_equal(rs.dedup_bytes, ws.dedup_bytes);
+    assert_int_equal(rs.raw_bytes, ws.raw_bytes);
+
+    b = (struct big_seen){.st = &st, .fail_at_task = 1000};
+    assert_int_equal(bo_snap_read(image.data, image.len, &v, NULL, &err), BO_ECANCELED);
+    assert_int_equal(b.n_tasks, 1000);
+
+    /* Damage at several places of the compressed data, checksums redone. */
+    for (int k = 1; k < 8; k++) {
+        size_t off = image.len / 8 * (size_t)k;
+        image.data[off] ^= 0x5a;
+        reseal(image.data, image.len);
+        b = (struct big_seen){.st = &st, .fail_at_task = SIZE_MAX};
+        rv = bo_snap_read(image.data, image.len, &v, NULL, &err);
+        if (rv != BO_ECORRUPT) {
+            fail_msg("damage at %zu: %s", off, bo_errname(rv));
+        }
+        assert_non_null(strstr(err.msg, "offset"));
+        image.data[off] ^= 0x5a;
+    }
+    /* Cut short: the recorded size is more than the frames hold. */
+    size_t cut = image.len - 1000;
+    reseal(image.data, cut);
+    b = (struct big_seen){.st = &st, .fail_at_task = SIZE_MAX};
+    assert_int_equal(bo_snap_read(image.data, cut, &v, NULL, &err), BO_ECORRUPT);
+    bo_buf_release(&image);
+    state_release(&st);
+}
+
 static void test_split_task(void **state)
 {
     (void)state;
@@ -1334,6 +1399,7 @@ int main(void)
         cmocka_unit_test(test_streamed_payload),
         cmocka_unit_test(test_delta_round_trip),
         cmocka_unit_test(test_delta_malformed),
+        cmocka_unit_test(test_streamed_delta),
         cmocka_unit_test(test_split_task),
         cmocka_unit_test(test_out_of_memory),
     };
