@@ -4,7 +4,9 @@
  * Writing (dedup with zstd, the normal case: streaming). Configs and tasks
  * arrive already encoded, as the store keeps them. Each is framed with its
  * protobuf field header (config: DeduplicatedSnapshot field 3; task: field 2,
- * a DeduplicatedScheduledTask{1: partial, 2: config id}) into a small staging
+ * a DeduplicatedScheduledTask{3: partial, delta-encoded (ts_delta), or 1:
+ * partial as is, 2: config id}; the entry is a deduplicated_snapshot_delta
+ * whenever the writer compresses, and the image header version 2) into a small staging
  * buffer that is handed to a zstd stream every 256 KB, in arrival order: a
  * caller that adds all configs first (the store does) gets fields 3, 2, 1;
  * one that interleaves still has every config ahead of the tasks that name
@@ -13,12 +15,12 @@
  * finish, on the calling thread), and no uncompressed copy of the tasks is
  * ever held: at a million tasks that was 600 MB of fresh memory, which costs
  * more than compressing it on the VMs we run on. set_rest packs the partial Snapshot as field 1
- * into `rest`; finish streams it last and closes the frame. The LogEntry header in front (field 4
- * and the total length) is known only then, so it goes into a second, tiny zstd frame placed before
- * the first: a decoder reads two concatenated frames as one stream. The compressed bytes follow a
- * reserved slot for image header, Compressed wrapper and head frame; finish fills it and moves the
- * data down over what is unused (one pass over the compressed size), then hands the buffer over to
- * an empty image instead of copying.
+ * into `rest`; finish streams it last and closes the frame. The LogEntry header in front (field 6
+ * or 4, and the total length) is known only then, so it goes into a second, tiny zstd frame placed
+ * before the first: a decoder reads two concatenated frames as one stream. The compressed bytes
+ * follow a reserved slot for image header, Compressed wrapper and head frame; finish fills it and
+ * moves the data down over what is unused (one pass over the compressed size), then hands the
+ * buffer over to an empty image instead of copying.
  *
  * Writing (dedup with codec none or zlib). The same elements go to two
  * growing buffers, `configs` and `tasks`, so field 3 comes first even when
@@ -35,8 +37,11 @@
  * Reading. The header is checked first (magic, version, header CRC, flags,
  * size, payload CRC), then the payload is walked with the pbwire cursor:
  * a Compressed entry is decompressed (its codec checks sizes and its own
- * checksum) and walked again, a DeduplicatedSnapshot is walked twice (configs,
- * then tasks, so any field order works) and its partial Snapshot unpacked by
+ * checksum; a zstd one over FEED_MIN on a thread of its own, see "feed") and
+ * walked again, a DeduplicatedSnapshot is walked twice (configs, then tasks,
+ * so any field order works), a delta one once, as it is decompressed (a
+ * task's config comes before it there), its tasks' delta encoding undone
+ * before the visitor sees them, and the partial Snapshot unpacked by
  * protobuf-c; a plain Snapshot is walked once, each task unpacked and split
  * into canonical config and partial, configs deduplicated in a hash table
  * keyed by the XXH3-128 of the canonical bytes and confirmed with memcmp, and
@@ -51,7 +56,9 @@
  * payload. Inside configs and partial tasks only the top level is checked
  * here (a full unpack of a million tasks would double the restore time); the
  * visitor unpacks them, and the checksums already guarantee the bytes are the
- * ones written. A visitor's own error stops the walk and is returned as is.
+ * ones written; a delta-encoded task whose encoding cannot be undone is
+ * BO_ECORRUPT too. A visitor's own error stops the walk and is returned as
+ * is; the feed thread's error wins over the walk's (feed).
  * A streaming writer whose compressor fails makes that add return BO_ENOMEM
  * (all zstd can fail on with valid input) and finish report zstd's message;
  * one created with a level zstd refuses buffers instead, and finish reports

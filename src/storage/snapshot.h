@@ -107,7 +107,12 @@ int bo_snap_writer_finish(struct bo_snap_writer *w, struct bo_buf *image,
                           struct bo_snap_stats *stats, struct bo_err *err);
 
 /* Reading. Callbacks return BO_OK to go on, anything else to stop (returned
- * from bo_snap_read as is). Byte arguments are valid only during the call. */
+ * from bo_snap_read as is). Byte arguments are valid only during the call.
+ * Callbacks run on the calling thread, but a big zstd payload is walked while
+ * another thread decompresses it: they may have seen every config, task and
+ * the rest when the decoder's final check fails and the read returns its
+ * error, so a caller keeps nothing of a read that failed (a restore throws
+ * its file away). The image's own CRC-32 is checked before any callback. */
 struct bo_snap_visitor {
     void *data;
     /* Distinct configs, numbered from 0 in order; always before any task that
