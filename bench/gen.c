@@ -15,7 +15,7 @@
  *   dedup        304 MB    25.8x     31.4x     (tasks grouped by config, as
  *                                                 Aurora's deduplicator and our
  *                                                 store emit them)
- *   dedup        304 MB    29.4x     35.7x     (and event timestamps as deltas
+ *   dedup        304 MB    29.4x     35.5x     (and event timestamps as deltas
  *                                                 in one column per task, zstd
  *                                                 window 4 MB, hash log 18: our
  *                                                 compressed images; bench-storage
@@ -66,7 +66,8 @@
  * events between them equal to the previous task's, matched whole instead of
  * one match per event: 52.1 -> 46.9 MB at 1M tasks (the median alone is
  * 0.04 MB of it), and a 4 MB window with a hash log of 18 at level 3 makes
- * it 45.9 MB, 35.7x, for no more CPU. Each event's timestamp left in place
+ * it 46.1 MB, 35.5x (45.9 MB with zstd's own 16 MB jobs for that window,
+ * which lengthen the end of a snapshot). Each event's timestamp left in place
  * as a zigzag delta saved only 1.3 MB: a 2-3 byte literal between matches
  * still costs its match, and the event's length then varies too.
  *
