@@ -6,13 +6,14 @@
  *
  *   offset  size  field
  *   0       8     magic "BRLSIMG1"
- *   8       4     header version, little-endian (1)
+ *   8       4     header version, little-endian (1, or 2 with a delta entry)
  *   12      4     flags (0)
  *   16      8     payload size, little-endian
  *   24      4     CRC-32 of the payload
  *   28      4     CRC-32 of bytes 0..27
  *   32      n     payload: an encoded bo.LogEntry, one of
  *                   compressed{codec, uncompressed_size, data}  (data = LogEntry below)
+ *                   deduplicated_snapshot_delta                 (compressed dedup images)
  *                   deduplicated_snapshot
  *                   snapshot                                    (not deduplicated)
  *
@@ -53,7 +54,11 @@
 
 #define BO_SNAP_MAGIC       "BRLSIMG1"
 #define BO_SNAP_HEADER_SIZE 32
-#define BO_SNAP_VERSION     1
+/* Version 2: the payload may hold a LogEntry.deduplicated_snapshot_delta,
+ * which version 1 readers do not know; an image without one is written as
+ * version 1, so older readers still read it. */
+#define BO_SNAP_VERSION      2
+#define BO_SNAP_VERSION_BASE 1
 
 struct bo_snap_stats {
     uint64_t tasks;
@@ -102,7 +107,12 @@ int bo_snap_writer_finish(struct bo_snap_writer *w, struct bo_buf *image,
                           struct bo_snap_stats *stats, struct bo_err *err);
 
 /* Reading. Callbacks return BO_OK to go on, anything else to stop (returned
- * from bo_snap_read as is). Byte arguments are valid only during the call. */
+ * from bo_snap_read as is). Byte arguments are valid only during the call.
+ * Callbacks run on the calling thread, but a big zstd payload is walked while
+ * another thread decompresses it: they may have seen every config, task and
+ * the rest when the decoder's final check fails and the read returns its
+ * error, so a caller keeps nothing of a read that failed (a restore throws
+ * its file away). The image's own CRC-32 is checked before any callback. */
 struct bo_snap_visitor {
     void *data;
     /* Distinct configs, numbered from 0 in order; always before any task that
@@ -124,7 +134,7 @@ int bo_snap_read_payload(const uint8_t *payload, size_t len, const struct bo_sna
                          struct bo_snap_stats *stats, struct bo_err *err);
 
 /* Append an image holding `payload` (an encoded LogEntry) to `image`:
- * header, checksums, payload. BO_OK or BO_ENOMEM. */
+ * header (version BO_SNAP_VERSION), checksums, payload. BO_OK or BO_ENOMEM. */
 int bo_snap_wrap_image(const uint8_t *payload, size_t len, struct bo_buf *image);
 
 /* Check only the header and the payload checksum (cheap). */

@@ -46,7 +46,10 @@
  * protobuf-c unpack; host names become ids through a hash map of the names
  * met so far (one SQLite lookup per distinct host); rows wait in a batch of
  * RESTORE_BATCH and go in with one multi-row INSERT per table (stepping a
- * statement costs more than the row it inserts). Measured costs behind the
+ * statement costs more than the row it inserts). The file is written through
+ * wbuf.h's VFS, which turns SQLite's 4 KB page writes into 64 KB ones, and a
+ * big zstd image is decompressed on a thread of its own while the tasks are
+ * inserted (snapshot.c). Measured costs behind the
  * details, at a million tasks: the index builds sort with temporary files in
  * runs of a small cache, since
  * temp_store=MEMORY makes SQLite sort everything as one linked list on one
@@ -94,6 +97,7 @@
 #include "common/mem.h"
 #include "common/pbwire.h"
 #include "storage/canon.h"
+#include "storage/wbuf.h"
 
 #define uthash_malloc(sz)    bo_malloc(sz)
 #define uthash_free(ptr, sz) bo_free(ptr)
@@ -2648,10 +2652,11 @@ static int remove_db(const char *path, const char *suffix, struct bo_err *err)
     return BO_OK;
 }
 
-static int open_conn(struct conn *c, const char *path, int flags, const char *pragmas,
-                     struct bo_err *err)
+/* `vfs`: NULL for the default one. */
+static int open_conn_vfs(struct conn *c, const char *path, int flags, const char *vfs,
+                         const char *pragmas, struct bo_err *err)
 {
-    int rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_NOMUTEX, vfs);
     if (rc != SQLITE_OK) {
         int code = sql_fail(c->db, rc, err, "open");
         conn_close(c, true);
@@ -2663,6 +2668,12 @@ static int open_conn(struct conn *c, const char *path, int flags, const char *pr
         return bo_err_wrapf(err, rc, "'%s'", path);
     }
     return BO_OK;
+}
+
+static int open_conn(struct conn *c, const char *path, int flags, const char *pragmas,
+                     struct bo_err *err)
+{
+    return open_conn_vfs(c, path, flags, NULL, pragmas, err);
 }
 
 /* A file written before task bodies moved to their own table still has
@@ -4024,12 +4035,14 @@ static int restore_build(struct restore *r, const char *tmp_path, const uint8_t 
 {
     struct bo_err *err = r->err;
     r->c = &r->own;
-    /* The file is thrown away on any error: no journal needed. */
-    int rc = open_conn(r->c, tmp_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                       "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-                       " PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-65536;"
-                       " PRAGMA threads=2;",
-                       err);
+    /* The file is thrown away on any error: no journal needed, and its pages
+     * can be written in big writes (wbuf.h) whose errors come late. */
+    int rc =
+        open_conn_vfs(r->c, tmp_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, bo_wbuf_vfs(),
+                      "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+                      " PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-65536;"
+                      " PRAGMA threads=2;",
+                      err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -4078,6 +4091,14 @@ static int restore_build(struct restore *r, const char *tmp_path, const uint8_t 
     }
     if (rc == BO_OK) {
         rc = conn_exec(r->c, "COMMIT", err, "restore");
+    }
+    if (rc == BO_OK) {
+        /* Nothing syncs with synchronous=OFF: what the buffer holds is
+         * written here, and its errors seen. */
+        int frc = sqlite3_file_control(r->c->db, "main", BO_WBUF_FCNTL_FLUSH, NULL);
+        if (frc != SQLITE_OK && frc != SQLITE_NOTFOUND) {
+            rc = sql_fail(NULL, frc, err, "restore: write");
+        }
     }
     return rc;
 }
@@ -4248,7 +4269,7 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
     int rc;
     bo_pb_reader_init(&r, data, len);
     while ((rc = bo_pb_next(&r, &f)) == 1) {
-        if (f.number < 1 || f.number > 5) {
+        if (f.number < 1 || f.number > BO__LOG_ENTRY__ENTRY_DEDUPLICATED_SNAPSHOT_DELTA) {
             continue;
         }
         if ((f.number == 3) != (f.wire_type == BO_PB_VARINT) ||
@@ -4290,6 +4311,7 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
         return apply_locked(st, NULL, index, err);
     case BO__LOG_ENTRY__ENTRY_SNAPSHOT:
     case BO__LOG_ENTRY__ENTRY_DEDUPLICATED_SNAPSHOT:
+    case BO__LOG_ENTRY__ENTRY_DEDUPLICATED_SNAPSHOT_DELTA:
     case BO__LOG_ENTRY__ENTRY_COMPRESSED:
         rc = restore_from(st, data, len, true, index, err);
         return rc == BO_OK ? BO_OK

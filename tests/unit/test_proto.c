@@ -119,7 +119,7 @@ static void test_log_entry_skips_unknown(void **state)
     put_unknowns(&txn, 3);
     assert_int_equal(bo_pb_put_bytes(&txn, 1, op.data, op.len), 0);
     assert_int_equal(bo_pb_put_uint(&txn, 2, 1), 0);
-    put_unknowns(&e, 6);
+    put_unknowns(&e, 7);
     assert_int_equal(bo_pb_put_bytes(&e, 2, txn.data, txn.len), 0);
     put_unknowns(&e, 1000);
 
@@ -134,7 +134,7 @@ static void test_log_entry_skips_unknown(void **state)
 
     /* A LogEntry holding only a kind of entry this reader does not know. */
     struct bo_buf e2 = BO_BUF_INIT;
-    assert_int_equal(bo_pb_put_bytes(&e2, 6, "\x08\x01", 2), 0);
+    assert_int_equal(bo_pb_put_bytes(&e2, 7, "\x08\x01", 2), 0);
     le = bo__log_entry__unpack(NULL, e2.len, e2.data);
     assert_non_null(le);
     assert_int_equal(le->entry_case, BO__LOG_ENTRY__ENTRY__NOT_SET);

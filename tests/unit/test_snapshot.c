@@ -660,10 +660,12 @@ static void test_version_and_flags(void **state)
     state_init(&st);
     struct bo_buf image = BO_BUF_INIT;
     write_image(&st, true, BO_CODEC_ZSTD, &image, NULL);
-    image.data[8] = 2;
+    /* A compressed dedup image holds a delta entry: version 2. */
+    assert_int_equal(image.data[8], 2);
+    image.data[8] = 3;
     reseal(image.data, image.len);
     expect_fail(image.data, image.len, BO_EVERSION);
-    image.data[8] = 1;
+    image.data[8] = 2;
     image.data[12] = 1;
     reseal(image.data, image.len);
     expect_fail(image.data, image.len, BO_EVERSION);
@@ -671,10 +673,17 @@ static void test_version_and_flags(void **state)
     image.data[8] = 0;
     reseal(image.data, image.len);
     expect_fail(image.data, image.len, BO_ECORRUPT);
-    image.data[8] = 1;
+    image.data[8] = 2;
     reseal(image.data, image.len);
     struct bo_err err = BO_ERR_INIT;
     assert_int_equal(bo_snap_read(image.data, image.len, NULL, NULL, &err), BO_OK);
+    bo_buf_release(&image);
+    /* Images without one stay at version 1, readable by older readers. */
+    write_image(&st, true, BO_CODEC_NONE, &image, NULL);
+    assert_int_equal(image.data[8], 1);
+    bo_buf_release(&image);
+    write_image(&st, false, BO_CODEC_ZSTD, &image, NULL);
+    assert_int_equal(image.data[8], 1);
     bo_buf_release(&image);
     state_release(&st);
 }
@@ -971,6 +980,360 @@ static void test_streamed_payload(void **state)
     state_release(&st);
 }
 
+/* ------------------------------------------------------- delta tasks ---- */
+
+/* A partial task built by hand: task id, then one event per timestamp in
+ * `ts` (`form` says how the event is written). */
+enum ev_form { EV_NORMAL, EV_NO_TS, EV_LONG_VARINT, EV_TS_SECOND, EV_COLUMN_FIELD };
+
+static void hand_task(struct bo_buf *t, int i, const int64_t *ts, size_t n, enum ev_form form)
+{
+    struct bo_buf at = BO_BUF_INIT, ev = BO_BUF_INIT;
+    char id[32];
+    snprintf(id, sizeof(id), "hand-%d", i);
+    bo_pb_put_bytes(&at, 1, id, strlen(id));
+    bo_pb_put_uint(&at, 6, (uint64_t)i);
+    t->len = 0;
+    bo_pb_put_bytes(t, 1, at.data, at.len);
+    bo_pb_put_uint(t, 2, 2);
+    for (size_t k = 0; k < n; k++) {
+        ev.len = 0;
+        if (form == EV_TS_SECOND) {
+            bo_pb_put_uint(&ev, 2, 1);
+        }
+        if (form == EV_LONG_VARINT) {
+            /* timestamp 5 as a two-byte varint: valid, not shortest */
+            bo_buf_append(&ev, "\x08\x85\x00", 3);
+        } else if (form != EV_NO_TS || k != n / 2) {
+            bo_pb_put_uint(&ev, 1, (uint64_t)ts[k]);
+        }
+        bo_pb_put_uint(&ev, 2, 2);
+        bo_pb_put_bytes(&ev, 4, "sched-1", 7);
+        bo_pb_put_bytes(t, 4, ev.data, ev.len);
+    }
+    if (form == EV_COLUMN_FIELD) {
+        bo_pb_put_bytes(t, 15, "\x01", 1); /* a newer writer's field 15 */
+    }
+    bo_buf_release(&at);
+    bo_buf_release(&ev);
+}
+
+/* The inner LogEntry of a compressed image. */
+static void inner_entry(const struct bo_buf *image, struct bo_buf *out)
+{
+    const uint8_t *p;
+    size_t n;
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_snap_check_header(image->data, image->len, &p, &n, &err), BO_OK);
+    struct bo_pb_reader r, cr;
+    struct bo_pb_field f, cf;
+    bo_pb_reader_init(&r, p, n);
+    assert_int_equal(bo_pb_next(&r, &f), 1);
+    assert_int_equal(f.number, 5);
+    uint64_t codec = 0, size = 0;
+    const uint8_t *data = NULL;
+    size_t dlen = 0;
+    bo_pb_reader_init(&cr, f.data, f.len);
+    while (bo_pb_next(&cr, &cf) == 1) {
+        if (cf.number == 1) {
+            codec = cf.varint;
+        } else if (cf.number == 2) {
+            size = cf.varint;
+        } else if (cf.number == 3) {
+            data = cf.data;
+            dlen = cf.len;
+        }
+    }
+    assert_int_equal(bo_codec_decompress((enum bo_codec)codec, data, dlen, size, out, &err), BO_OK);
+}
+
+/* How many tasks of a delta entry are delta-encoded. */
+static size_t count_delta_tasks(const struct bo_buf *entry)
+{
+    struct bo_pb_reader r, dr, tr;
+    struct bo_pb_field f, d, t;
+    bo_pb_reader_init(&r, entry->data, entry->len);
+    assert_int_equal(bo_pb_next(&r, &f), 1);
+    assert_int_equal(f.number, 6);
+    size_t n = 0;
+    bo_pb_reader_init(&dr, f.data, f.len);
+    while (bo_pb_next(&dr, &d) == 1) {
+        if (d.number != 2) {
+            continue;
+        }
+        bo_pb_reader_init(&tr, d.data, d.len);
+        while (bo_pb_next(&tr, &t) == 1) {
+            n += t.number == 3;
+        }
+    }
+    return n;
+}
+
+/* Every task comes back byte for byte: delta-encoded where the writer can
+ * undo it exactly, as it was otherwise. */
+static void test_delta_round_trip(void **state)
+{
+    (void)state;
+    struct state st;
+    state_init(&st);
+    /* The fixture's tasks (protobuf-c), then hand-built ones in every form,
+     * with timestamps far apart, negative and at the ends of int64. */
+    const int64_t wide[] = {INT64_MAX, INT64_MIN, -1, 0, 1700000000000, -1700000000000};
+    const int64_t close[] = {1700000000000, 1700000000500, 1700000001200, 1700000061000};
+    const enum ev_form forms[] = {EV_NORMAL, EV_NO_TS, EV_LONG_VARINT, EV_TS_SECOND,
+                                  EV_COLUMN_FIELD};
+    enum { N_HAND = 12 };
+    struct bo_buf hand[N_HAND];
+    bool encodable[N_HAND];
+    for (int i = 0; i < N_HAND; i++) {
+        hand[i] = (struct bo_buf)BO_BUF_INIT;
+        enum ev_form form = forms[i % 5];
+        if (i == 10) {
+            hand_task(&hand[i], i, NULL, 0, EV_NORMAL); /* no events */
+        } else if (i % 2 == 0) {
+            hand_task(&hand[i], i, wide, 6, form);
+        } else {
+            hand_task(&hand[i], i, close, 4, form);
+        }
+        encodable[i] = i == 10 || form == EV_NORMAL;
+    }
+    for (size_t c = 1; c < 3; c++) {
+        struct bo_snap_writer *w;
+        struct bo_err err = BO_ERR_INIT;
+        assert_int_equal(bo_snap_writer_new(true, codecs[c], 0, &w), BO_OK);
+        for (uint32_t i = 0; i < N_CONFIGS; i++) {
+            uint32_t idx;
+            assert_int_equal(bo_snap_writer_add_config(w, st.cfg[i].data, st.cfg[i].len, &idx),
+                             BO_OK);
+        }
+        size_t want_delta = 0;
+        for (int i = 0; i < N_TASKS; i++) {
+            assert_int_equal(
+                bo_snap_writer_add_task(w, st.task_cfg[i], st.task[i].data, st.task[i].len), BO_OK);
+            want_delta++;
+            if (i % 20 == 0) {
+                int h = (i / 20) % N_HAND;
+                assert_int_equal(bo_snap_writer_add_task(w, 1, hand[h].data, hand[h].len), BO_OK);
+                want_delta += encodable[h];
+            }
+        }
+        assert_int_equal(bo_snap_writer_set_rest(w, st.rest), BO_OK);
+        struct bo_buf image = BO_BUF_INIT, entry = BO_BUF_INIT;
+        struct bo_snap_stats ws, rs;
+        assert_int_equal(bo_snap_writer_finish(w, &image, &ws, &err), BO_OK);
+        bo_snap_writer_free(w);
+        inner_entry(&image, &entry);
+        assert_int_equal(count_delta_tasks(&entry), want_delta);
+        /* Stats describe the state, not its delta encoding. */
+        struct bo_buf plain = BO_BUF_INIT;
+        assert_int_equal(
+            bo_snap_convert(image.data, image.len, true, BO_CODEC_NONE, 0, &plain, NULL, &err),
+            BO_OK);
+        assert_int_equal(plain.len - BO_SNAP_HEADER_SIZE, ws.dedup_bytes);
+
+        struct seen seen;
+        struct bo_snap_visitor v;
+        seen_init(&seen, &v);
+        int rv = bo_snap_read(image.data, image.len, &v, &rs, &err);
+        if (rv != BO_OK) {
+            fail_msg("read: %s", bo_err_msg(&err, rv));
+        }
+        assert_int_equal(rs.dedup_bytes, ws.dedup_bytes);
+        assert_int_equal(rs.raw_bytes, ws.raw_bytes);
+        size_t k = 0;
+        for (int i = 0; i < N_TASKS; i++) {
+            assert_int_equal(seen.task[k].len, st.task[i].len);
+            assert_memory_equal(seen.task[k].data, st.task[i].data, st.task[i].len);
+            k++;
+            if (i % 20 == 0) {
+                const struct bo_buf *h = &hand[(i / 20) % N_HAND];
+                assert_int_equal(seen.task[k].len, h->len);
+                assert_memory_equal(seen.task[k].data, h->data, h->len);
+                k++;
+            }
+        }
+        assert_int_equal(seen.n_tasks, k);
+        seen_release(&seen);
+        bo_buf_release(&plain);
+        bo_buf_release(&entry);
+        bo_buf_release(&image);
+    }
+    for (int i = 0; i < N_HAND; i++) {
+        bo_buf_release(&hand[i]);
+    }
+    state_release(&st);
+}
+
+/* A delta entry built by hand around one task's encoded bytes `t`
+ * (`field`: 3 delta-encoded, 1 not), in LogEntry member `member`. */
+static void delta_payload(struct bo_buf *p, uint32_t member, uint32_t field, const struct bo_buf *t,
+                          bool config_after)
+{
+    struct bo_buf d = BO_BUF_INIT, e = BO_BUF_INIT;
+    if (!config_after) {
+        bo_pb_put_bytes(&d, 3, "", 0);
+    }
+    bo_pb_put_bytes(&e, field, t->data, t->len);
+    bo_pb_put_bytes(&d, 2, e.data, e.len);
+    if (config_after) {
+        bo_pb_put_bytes(&d, 3, "", 0);
+    }
+    bo_pb_put_bytes(&d, 1, "", 0);
+    p->len = 0;
+    bo_pb_put_bytes(p, member, d.data, d.len);
+    bo_buf_release(&d);
+    bo_buf_release(&e);
+}
+
+static void test_delta_malformed(void **state)
+{
+    (void)state;
+    struct bo_buf p = BO_BUF_INIT, t = BO_BUF_INIT, ev = BO_BUF_INIT, at = BO_BUF_INIT;
+    bo_pb_put_bytes(&at, 1, "x-1", 3);
+    bo_pb_put_uint(&ev, 2, 2);
+
+    /* Two events (timestamps taken out) and a column of two: fine. */
+    bo_pb_put_bytes(&t, 1, at.data, at.len);
+    bo_pb_put_bytes(&t, 4, ev.data, ev.len);
+    bo_pb_put_bytes(&t, 4, ev.data, ev.len);
+    bo_pb_put_bytes(&t, 15, "\x02\x04", 2);
+    delta_payload(&p, 6, 3, &t, false);
+    struct bo_buf image = BO_BUF_INIT;
+    assert_int_equal(bo_snap_wrap_image(p.data, p.len, &image), BO_OK);
+    struct seen seen;
+    struct bo_snap_visitor v;
+    seen_init(&seen, &v);
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_snap_read(image.data, image.len, &v, NULL, &err), BO_OK);
+    Bo__ScheduledTask *got =
+        bo__scheduled_task__unpack(&test_allocator, seen.task[0].len, seen.task[0].data);
+    assert_non_null(got);
+    assert_int_equal(got->n_task_events, 2);
+    assert_int_equal(got->task_events[0]->timestamp_ms, 1); /* zigzag 2 */
+    assert_int_equal(got->task_events[1]->timestamp_ms, 3); /* 1 + zigzag 4 */
+    free_msg(got);
+    seen_release(&seen);
+    bo_buf_release(&image);
+
+    /* Fewer timestamps than events. */
+    t.len = 0;
+    bo_pb_put_bytes(&t, 1, at.data, at.len);
+    bo_pb_put_bytes(&t, 4, ev.data, ev.len);
+    bo_pb_put_bytes(&t, 4, ev.data, ev.len);
+    bo_pb_put_bytes(&t, 15, "\x02", 1);
+    delta_payload(&p, 6, 3, &t, false);
+    expect_payload_fail(&p, "malformed delta-encoded task");
+    /* More timestamps than events. */
+    t.len = 0;
+    bo_pb_put_bytes(&t, 1, at.data, at.len);
+    bo_pb_put_bytes(&t, 4, ev.data, ev.len);
+    bo_pb_put_bytes(&t, 15, "\x02\x02", 2);
+    delta_payload(&p, 6, 3, &t, false);
+    expect_payload_fail(&p, "malformed delta-encoded task");
+    /* A truncated varint in the column. */
+    t.len = 0;
+    bo_pb_put_bytes(&t, 4, ev.data, ev.len);
+    bo_pb_put_bytes(&t, 15, "\x82", 1);
+    delta_payload(&p, 6, 3, &t, false);
+    expect_payload_fail(&p, "malformed delta-encoded task");
+    /* The column as a varint, and twice. */
+    t.len = 0;
+    bo_pb_put_bytes(&t, 4, ev.data, ev.len);
+    bo_pb_put_uint(&t, 15, 2);
+    delta_payload(&p, 6, 3, &t, false);
+    expect_payload_fail(&p, "malformed delta-encoded task");
+    t.len = 0;
+    bo_pb_put_bytes(&t, 4, ev.data, ev.len);
+    bo_pb_put_bytes(&t, 15, "\x02", 1);
+    bo_pb_put_bytes(&t, 15, "", 0);
+    delta_payload(&p, 6, 3, &t, false);
+    expect_payload_fail(&p, "malformed delta-encoded task");
+    /* Garbage inside. */
+    t.len = 0;
+    bo_pb_put_bytes(&t, 4, "\x0a\x09", 2);
+    delta_payload(&p, 6, 3, &t, false);
+    expect_payload_fail(&p, "malformed delta-encoded task");
+
+    /* A delta-encoded task where no reader expects one. */
+    t.len = 0;
+    bo_pb_put_bytes(&t, 1, at.data, at.len);
+    delta_payload(&p, 4, 3, &t, false);
+    expect_payload_fail(&p, "delta-encoded task outside");
+    /* In a delta entry a task's config comes first. */
+    delta_payload(&p, 6, 1, &t, true);
+    expect_payload_fail(&p, "out of range");
+
+    bo_buf_release(&p);
+    bo_buf_release(&t);
+    bo_buf_release(&ev);
+    bo_buf_release(&at);
+}
+
+/* A delta image big enough to be walked while a thread decompresses it:
+ * read whole, stopped early by the visitor, and damaged. */
+static void test_streamed_delta(void **state)
+{
+    (void)state;
+    struct state st;
+    state_init(&st);
+    enum { ROUNDS = 600 };
+    struct bo_snap_writer *w;
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_snap_writer_new(true, BO_CODEC_ZSTD, 0, &w), BO_OK);
+    for (uint32_t i = 0; i < N_CONFIGS; i++) {
+        uint32_t idx;
+        assert_int_equal(bo_snap_writer_add_config(w, st.cfg[i].data, st.cfg[i].len, &idx), BO_OK);
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N_TASKS; i++) {
+            assert_int_equal(
+                bo_snap_writer_add_task(w, st.task_cfg[i], st.task[i].data, st.task[i].len), BO_OK);
+        }
+    }
+    assert_int_equal(bo_snap_writer_set_rest(w, st.rest), BO_OK);
+    struct bo_buf image = BO_BUF_INIT;
+    struct bo_snap_stats ws, rs;
+    assert_int_equal(bo_snap_writer_finish(w, &image, &ws, &err), BO_OK);
+    bo_snap_writer_free(w);
+    assert_true(ws.dedup_bytes > ((size_t)8 << 20)); /* what the reader decodes on a thread */
+
+    struct big_seen b = {.st = &st, .fail_at_task = SIZE_MAX};
+    struct bo_snap_visitor v = {&b, big_config, big_task, NULL};
+    int rv = bo_snap_read(image.data, image.len, &v, &rs, &err);
+    if (rv != BO_OK) {
+        fail_msg("read: %s", bo_err_msg(&err, rv));
+    }
+    assert_int_equal(b.bad, 0);
+    assert_int_equal(b.n_tasks, (size_t)ROUNDS * N_TASKS);
+    assert_int_equal(rs.dedup_bytes, ws.dedup_bytes);
+    assert_int_equal(rs.raw_bytes, ws.raw_bytes);
+
+    b = (struct big_seen){.st = &st, .fail_at_task = 1000};
+    assert_int_equal(bo_snap_read(image.data, image.len, &v, NULL, &err), BO_ECANCELED);
+    assert_int_equal(b.n_tasks, 1000);
+
+    /* Damage at several places of the compressed data, checksums redone. */
+    for (int k = 1; k < 8; k++) {
+        size_t off = image.len / 8 * (size_t)k;
+        image.data[off] ^= 0x5a;
+        reseal(image.data, image.len);
+        b = (struct big_seen){.st = &st, .fail_at_task = SIZE_MAX};
+        rv = bo_snap_read(image.data, image.len, &v, NULL, &err);
+        if (rv != BO_ECORRUPT) {
+            fail_msg("damage at %zu: %s", off, bo_errname(rv));
+        }
+        assert_non_null(strstr(err.msg, "offset"));
+        image.data[off] ^= 0x5a;
+    }
+    /* Cut short: the recorded size is more than the frames hold. */
+    size_t cut = image.len - 1000;
+    reseal(image.data, cut);
+    b = (struct big_seen){.st = &st, .fail_at_task = SIZE_MAX};
+    assert_int_equal(bo_snap_read(image.data, cut, &v, NULL, &err), BO_ECORRUPT);
+    bo_buf_release(&image);
+    state_release(&st);
+}
+
 static void test_split_task(void **state)
 {
     (void)state;
@@ -1034,6 +1397,9 @@ int main(void)
         cmocka_unit_test(test_bad_content),
         cmocka_unit_test(test_any_order_and_leftover_tasks),
         cmocka_unit_test(test_streamed_payload),
+        cmocka_unit_test(test_delta_round_trip),
+        cmocka_unit_test(test_delta_malformed),
+        cmocka_unit_test(test_streamed_delta),
         cmocka_unit_test(test_split_task),
         cmocka_unit_test(test_out_of_memory),
     };

@@ -1,0 +1,316 @@
+/*
+ * wbuf.c - an SQLite VFS that gathers adjacent page writes into large ones
+ * (contract in wbuf.h).
+ *
+ * Happy path. A restore writes a fresh database of hundreds of MB: pages
+ * spilled from the cache as the tables grow, index pages as each index is
+ * built, and the sorter's runs in temporary files, nearly all at increasing
+ * offsets, and SQLite writes each 4 KB page with a pwrite of its own. Each
+ * file opened here keeps a buffer of WBUF_SIZE: a write that continues the
+ * buffered range (or falls inside it) is copied into it; any other write,
+ * and every call that must see the file as written (read of a buffered byte,
+ * size, truncate, sync, lock changes, file controls, close), first writes the
+ * buffer out with one pwrite. Reads of bytes not in the buffer go straight
+ * to the file. Everything else is the default VFS's.
+ *
+ * Failure modes. A write that fails when the buffer is written out is
+ * reported by the call that wrote it out, not by the write that filled it:
+ * later than SQLite would have seen it, which only a caller that throws the
+ * file away on any error can accept (a restore builds a file it discards on
+ * error, and flushes with BO_WBUF_FCNTL_FLUSH before trusting it, because
+ * with synchronous=OFF SQLite never syncs and ignores what the commit's
+ * SQLITE_FCNTL_SYNC_OMITTED returns). A buffer that cannot be allocated
+ * leaves the file unbuffered.
+ *
+ * Threads: a file is used by one thread at a time (SQLite's sorter threads
+ * each own their temporary files); the VFS itself is registered once.
+ */
+#include "storage/wbuf.h"
+
+#include <pthread.h>
+#include <string.h>
+
+/* SQLite's unix VFS writes at most 128 KB - 1 per call (it masks the size
+ * with 0x1ffff), so a buffer is 64 KB: 16 pages a write. */
+#define WBUF_SIZE ((size_t)64 << 10)
+
+struct wb_file {
+    sqlite3_file base;
+    sqlite3_file *real; /* the default VFS's file, allocated right after */
+    unsigned char *buf; /* NULL: unbuffered */
+    sqlite3_int64 off;  /* file offset of buf[0] */
+    size_t len;
+};
+
+/* Where the real file starts, aligned for any struct. */
+#define WB_REAL_OFFSET ((sizeof(struct wb_file) + 15) & ~(size_t)15)
+
+static sqlite3_vfs *real_vfs(sqlite3_vfs *v)
+{
+    return v->pAppData;
+}
+
+static int wb_flush(struct wb_file *f)
+{
+    if (f->len == 0) {
+        return SQLITE_OK;
+    }
+    int rc = f->real->pMethods->xWrite(f->real, f->buf, (int)f->len, f->off);
+    f->len = 0;
+    return rc;
+}
+
+static int wb_close(sqlite3_file *file)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    int rc = wb_flush(f);
+    int crc = f->real->pMethods->xClose(f->real);
+    sqlite3_free(f->buf);
+    f->buf = NULL;
+    return rc != SQLITE_OK ? rc : crc;
+}
+
+static int wb_read(sqlite3_file *file, void *p, int n, sqlite3_int64 off)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    /* Anything at or past the buffer's start: the file may end before it. */
+    if (f->len > 0 && off + n > f->off) {
+        int rc = wb_flush(f);
+        if (rc != SQLITE_OK) {
+            return rc;
+        }
+    }
+    return f->real->pMethods->xRead(f->real, p, n, off);
+}
+
+static int wb_write(sqlite3_file *file, const void *p, int n, sqlite3_int64 off)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    if (f->buf == NULL) {
+        return f->real->pMethods->xWrite(f->real, p, n, off);
+    }
+    sqlite3_int64 end = f->off + (sqlite3_int64)f->len;
+    if (f->len > 0 && off >= f->off && off <= end &&
+        (size_t)(off - f->off) + (size_t)n <= WBUF_SIZE) {
+        /* Continues the buffered range, or rewrites part of it. */
+        size_t at = (size_t)(off - f->off);
+        memcpy(f->buf + at, p, (size_t)n);
+        if (at + (size_t)n > f->len) {
+            f->len = at + (size_t)n;
+        }
+        return SQLITE_OK;
+    }
+    int rc = wb_flush(f);
+    if (rc != SQLITE_OK) {
+        return rc;
+    }
+    if ((size_t)n >= WBUF_SIZE) {
+        return f->real->pMethods->xWrite(f->real, p, n, off);
+    }
+    memcpy(f->buf, p, (size_t)n);
+    f->off = off;
+    f->len = (size_t)n;
+    return SQLITE_OK;
+}
+
+static int wb_truncate(sqlite3_file *file, sqlite3_int64 size)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    int rc = wb_flush(f);
+    return rc != SQLITE_OK ? rc : f->real->pMethods->xTruncate(f->real, size);
+}
+
+static int wb_sync(sqlite3_file *file, int flags)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    int rc = wb_flush(f);
+    return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
+}
+
+static int wb_file_size(sqlite3_file *file, sqlite3_int64 *size)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    int rc = wb_flush(f);
+    return rc != SQLITE_OK ? rc : f->real->pMethods->xFileSize(f->real, size);
+}
+
+static int wb_lock(sqlite3_file *file, int level)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    return f->real->pMethods->xLock(f->real, level);
+}
+
+static int wb_unlock(sqlite3_file *file, int level)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    int rc = wb_flush(f);
+    int urc = f->real->pMethods->xUnlock(f->real, level);
+    return rc != SQLITE_OK ? rc : urc;
+}
+
+static int wb_check_reserved(sqlite3_file *file, int *out)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    return f->real->pMethods->xCheckReservedLock(f->real, out);
+}
+
+static int wb_file_control(sqlite3_file *file, int op, void *arg)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    int rc = wb_flush(f);
+    if (op == BO_WBUF_FCNTL_FLUSH) {
+        return rc;
+    }
+    int frc = f->real->pMethods->xFileControl(f->real, op, arg);
+    return rc != SQLITE_OK ? rc : frc;
+}
+
+static int wb_sector_size(sqlite3_file *file)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    return f->real->pMethods->xSectorSize(f->real);
+}
+
+static int wb_device_characteristics(sqlite3_file *file)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    return f->real->pMethods->xDeviceCharacteristics(f->real);
+}
+
+/* Version 1: no shared memory (so no WAL unless locking_mode=EXCLUSIVE) and
+ * no memory-mapped reads, which would bypass the buffer. */
+static const sqlite3_io_methods wb_io = {
+    .iVersion = 1,
+    .xClose = wb_close,
+    .xRead = wb_read,
+    .xWrite = wb_write,
+    .xTruncate = wb_truncate,
+    .xSync = wb_sync,
+    .xFileSize = wb_file_size,
+    .xLock = wb_lock,
+    .xUnlock = wb_unlock,
+    .xCheckReservedLock = wb_check_reserved,
+    .xFileControl = wb_file_control,
+    .xSectorSize = wb_sector_size,
+    .xDeviceCharacteristics = wb_device_characteristics,
+};
+
+static int wb_open(sqlite3_vfs *v, const char *name, sqlite3_file *file, int flags, int *out_flags)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    memset(f, 0, sizeof(*f));
+    f->real = (sqlite3_file *)((unsigned char *)file + WB_REAL_OFFSET);
+    int rc = real_vfs(v)->xOpen(real_vfs(v), name, f->real, flags, out_flags);
+    if (rc != SQLITE_OK) {
+        if (f->real->pMethods != NULL) {
+            f->real->pMethods->xClose(f->real);
+        }
+        f->base.pMethods = NULL;
+        return rc;
+    }
+    if (flags & (SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_TEMP_DB | SQLITE_OPEN_TEMP_JOURNAL |
+                 SQLITE_OPEN_TRANSIENT_DB)) {
+        f->buf = sqlite3_malloc64(WBUF_SIZE);
+    }
+    f->base.pMethods = &wb_io;
+    return SQLITE_OK;
+}
+
+static int wb_delete(sqlite3_vfs *v, const char *name, int sync_dir)
+{
+    return real_vfs(v)->xDelete(real_vfs(v), name, sync_dir);
+}
+
+static int wb_access(sqlite3_vfs *v, const char *name, int flags, int *out)
+{
+    return real_vfs(v)->xAccess(real_vfs(v), name, flags, out);
+}
+
+static int wb_full_pathname(sqlite3_vfs *v, const char *name, int n, char *out)
+{
+    return real_vfs(v)->xFullPathname(real_vfs(v), name, n, out);
+}
+
+static int wb_randomness(sqlite3_vfs *v, int n, char *out)
+{
+    return real_vfs(v)->xRandomness(real_vfs(v), n, out);
+}
+
+static int wb_sleep(sqlite3_vfs *v, int us)
+{
+    return real_vfs(v)->xSleep(real_vfs(v), us);
+}
+
+static int wb_current_time(sqlite3_vfs *v, double *out)
+{
+    return real_vfs(v)->xCurrentTime(real_vfs(v), out);
+}
+
+static int wb_last_error(sqlite3_vfs *v, int n, char *out)
+{
+    return real_vfs(v)->xGetLastError(real_vfs(v), n, out);
+}
+
+static int wb_current_time64(sqlite3_vfs *v, sqlite3_int64 *out)
+{
+    return real_vfs(v)->xCurrentTimeInt64(real_vfs(v), out);
+}
+
+static void *wb_dl_open(sqlite3_vfs *v, const char *name)
+{
+    return real_vfs(v)->xDlOpen(real_vfs(v), name);
+}
+
+static void wb_dl_error(sqlite3_vfs *v, int n, char *out)
+{
+    real_vfs(v)->xDlError(real_vfs(v), n, out);
+}
+
+static void (*wb_dl_sym(sqlite3_vfs *v, void *h, const char *sym))(void)
+{
+    return real_vfs(v)->xDlSym(real_vfs(v), h, sym);
+}
+
+static void wb_dl_close(sqlite3_vfs *v, void *h)
+{
+    real_vfs(v)->xDlClose(real_vfs(v), h);
+}
+
+static sqlite3_vfs wb_vfs = {
+    .iVersion = 2,
+    .zName = BO_WBUF_VFS,
+    .xOpen = wb_open,
+    .xDelete = wb_delete,
+    .xAccess = wb_access,
+    .xFullPathname = wb_full_pathname,
+    .xDlOpen = wb_dl_open,
+    .xDlError = wb_dl_error,
+    .xDlSym = wb_dl_sym,
+    .xDlClose = wb_dl_close,
+    .xRandomness = wb_randomness,
+    .xSleep = wb_sleep,
+    .xCurrentTime = wb_current_time,
+    .xGetLastError = wb_last_error,
+    .xCurrentTimeInt64 = wb_current_time64,
+};
+
+static pthread_once_t wb_once = PTHREAD_ONCE_INIT;
+static int wb_registered = SQLITE_ERROR;
+
+static void wb_register(void)
+{
+    sqlite3_vfs *real = sqlite3_vfs_find(NULL);
+    if (real == NULL || real->iVersion < 2) {
+        return;
+    }
+    wb_vfs.szOsFile = (int)(WB_REAL_OFFSET + (size_t)real->szOsFile);
+    wb_vfs.mxPathname = real->mxPathname;
+    wb_vfs.pAppData = real;
+    wb_registered = sqlite3_vfs_register(&wb_vfs, 0);
+}
+
+const char *bo_wbuf_vfs(void)
+{
+    pthread_once(&wb_once, wb_register);
+    return wb_registered == SQLITE_OK ? BO_WBUF_VFS : NULL;
+}

@@ -1,0 +1,28 @@
+/*
+ * wbuf.h - an SQLite VFS that writes adjacent pages with one write.
+ *
+ * For a connection that builds a file it throws away on any error (a
+ * restore): SQLite writes a fresh database 4 KB at a time, and on the VMs we
+ * run on a 64 KB write costs a quarter per byte of 16 separate ones. Write
+ * errors may surface at a later call than the write that caused them, so the
+ * owner flushes with sqlite3_file_control(db, "main", BO_WBUF_FCNTL_FLUSH,
+ * NULL) and checks the result before trusting the file. No shared memory and
+ * no memory-mapped I/O: use with journal_mode=OFF (or a rollback journal),
+ * not WAL. Design and failure modes in wbuf.c.
+ */
+#ifndef BO_WBUF_H
+#define BO_WBUF_H
+
+#include <sqlite3.h>
+
+#define BO_WBUF_VFS "bo-wbuf"
+
+/* A file control opcode of ours (SQLite leaves opcodes from 100 up to
+ * applications): write out what is buffered; returns the write's result. */
+#define BO_WBUF_FCNTL_FLUSH 0x626f01
+
+/* The VFS's name for sqlite3_open_v2, registered on first use (any thread);
+ * NULL if it cannot be (then open with the default VFS). */
+const char *bo_wbuf_vfs(void);
+
+#endif

@@ -1,0 +1,163 @@
+/*
+ * test_wbuf.c - the gathering VFS: what goes through it reads back the same,
+ * through it and through the default VFS, and a write that fails is reported
+ * by some later call, never lost.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "storage/wbuf.h"
+
+static char dir[] = "/tmp/bo-test-wbuf-XXXXXX";
+
+static void path_of(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", dir, name);
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fail_msg("%s: %s", sql, msg);
+    }
+}
+
+/* Rows i = 0..n-1 with a blob of i % 700 + 100 bytes, each byte i % 251, in
+ * an order that also rewrites pages already written. */
+static int fill(sqlite3 *db, int n)
+{
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO t(id, b) VALUES(?1, ?2)", -1, &s, NULL),
+                     SQLITE_OK);
+    static uint8_t blob[800];
+    int rc = SQLITE_OK;
+    for (int i = 0; i < n && rc == SQLITE_OK; i++) {
+        int id = (i * 7919) % n;
+        memset(blob, id % 251, sizeof(blob));
+        sqlite3_bind_int(s, 1, id);
+        sqlite3_bind_blob(s, 2, blob, id % 700 + 100, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        sqlite3_reset(s);
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static void check(sqlite3 *db, int n)
+{
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT id, b FROM t ORDER BY id", -1, &s, NULL),
+                     SQLITE_OK);
+    int seen = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        int id = sqlite3_column_int(s, 0);
+        const uint8_t *b = sqlite3_column_blob(s, 1);
+        int len = sqlite3_column_bytes(s, 1);
+        assert_int_equal(id, seen);
+        assert_int_equal(len, id % 700 + 100);
+        for (int k = 0; k < len; k++) {
+            assert_int_equal(b[k], id % 251);
+        }
+        seen++;
+    }
+    sqlite3_finalize(s);
+    assert_int_equal(seen, n);
+    exec_ok(db, "PRAGMA integrity_check");
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    const char *vfs = bo_wbuf_vfs();
+    assert_non_null(vfs);
+    char p[256];
+    path_of(p, sizeof(p), "a.db");
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(p, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs),
+                     SQLITE_OK);
+    /* As a restore runs it: no journal, a small cache that spills, an index
+     * built by sorting in temporary files. */
+    exec_ok(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;"
+                " PRAGMA cache_size=-256; PRAGMA threads=2; BEGIN;"
+                " CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB NOT NULL);");
+    enum { N = 20000 };
+    assert_int_equal(fill(db, N), SQLITE_OK);
+    exec_ok(db, "CREATE INDEX t_b ON t(b); COMMIT;");
+    check(db, N); /* read back through the buffer */
+    assert_int_equal(sqlite3_file_control(db, "main", BO_WBUF_FCNTL_FLUSH, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+    assert_int_equal(sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    check(db, N);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    unlink(p);
+}
+
+/* Writes that fail (the file may not grow past 256 KB) come back as an
+ * error from a statement or from the flush, whichever writes first. */
+static void test_write_error_reported(void **state)
+{
+    (void)state;
+    char p[256];
+    path_of(p, sizeof(p), "b.db");
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = 256 << 10;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    sqlite3 *db;
+    assert_int_equal(
+        sqlite3_open_v2(p, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, bo_wbuf_vfs()),
+        SQLITE_OK);
+    exec_ok(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;"
+                " PRAGMA cache_size=-256; BEGIN;"
+                " CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB NOT NULL);");
+    int rc = fill(db, 4000);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_file_control(db, "main", BO_WBUF_FCNTL_FLUSH, NULL);
+    }
+    assert_int_not_equal(rc, SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    unlink(p);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_write_error_reported),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
