@@ -272,8 +272,9 @@ static void test_text_reads_are_tree_dumps(void **state)
     assert_int_equal(count(f, "svc", "KILLING"), 2);
     check_text_is_tree(f, "tasks", json_pack("{s:s, s:b}", "job_name", "svc", "configs", 0));
 
-    json_t *tree = NULL;
-    assert_int_equal(bo_sched_read(f->sched, "job_summaries", json_object(), &tree, &err), BO_OK);
+    json_t *tree = NULL, *all = json_object();
+    assert_int_equal(bo_sched_read(f->sched, "job_summaries", all, &tree, &err), BO_OK);
+    json_decref(all);
     json_t *jobs = json_object_get(tree, "jobs");
     assert_int_equal(json_array_size(jobs), 2);
     json_t *n = json_array_get(jobs, 0);
