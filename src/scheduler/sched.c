@@ -1213,45 +1213,130 @@ static void batch_abort(struct bo_sched *s, struct sched_batch *b, int status, c
     }
 }
 
-/* Write the batch. State saves go to the log without their config: the
- * config pointers are set aside while the entry is encoded (synchronously,
- * inside bo_storage_write) and put back after. */
-static int write_batch(struct bo_sched *s, struct sched_batch *b, const Bo__Transaction *txn,
-                       struct bo_err *err)
+/* The ops as they are written to the log, built around the batch's own
+ * (which keep pointing at whole tasks for the batch's effects): a state
+ * save goes without its config, and the new tasks of a SaveTasks op go as
+ * SaveTasksShared, one per run of tasks with the same config (a create of
+ * 1,000 instances logs its config once, not 1,000 times). Configs are set
+ * aside while the entry is encoded, synchronously inside
+ * bo_storage_write, and put back after. */
+struct log_ops {
+    Bo__Op **ops;   /* what the transaction lists */
+    Bo__Op *shared; /* the SaveTasksShared ops made here */
+    Bo__SaveTasksShared *bodies;
+    Bo__TaskConfig **kept; /* configs set aside, in order */
+    size_t n_ops, n_shared, n_kept;
+    bool any_shared;
+};
+
+static void log_ops_release(struct log_ops *lo)
 {
-    size_t n = 0;
+    bo_free(lo->ops);
+    bo_free(lo->shared);
+    bo_free(lo->bodies);
+    bo_free(lo->kept);
+    *lo = (struct log_ops){0};
+}
+
+static int log_ops_build(struct sched_batch *b, struct log_ops *lo)
+{
+    size_t runs = 0, tasks = 0;
     for (size_t i = 0; i < b->n_ops; i++) {
-        if (b->ops[i]->op_case == BO__OP__OP_SAVE_TASK_STATES) {
-            n += b->ops[i]->save_task_states->n_tasks;
+        const Bo__Op *op = b->ops[i];
+        if (op->op_case == BO__OP__OP_SAVE_TASKS) {
+            const Bo__SaveTasks *st = op->save_tasks;
+            for (size_t j = 0; j < st->n_tasks; j++) {
+                runs += j == 0 ||
+                        st->tasks[j]->assigned_task->task != st->tasks[j - 1]->assigned_task->task;
+            }
+            tasks += st->n_tasks;
+        } else if (op->op_case == BO__OP__OP_SAVE_TASK_STATES) {
+            tasks += op->save_task_states->n_tasks;
         }
     }
-    Bo__TaskConfig **kept = n > 0 ? bo_calloc(n, sizeof(*kept)) : NULL;
-    if (n > 0 && kept == NULL) {
-        return bo_errf(err, BO_ENOMEM, "out of memory");
+    *lo = (struct log_ops){0};
+    lo->ops = bo_calloc(b->n_ops + runs + 1, sizeof(*lo->ops));
+    lo->shared = bo_calloc(runs + 1, sizeof(*lo->shared));
+    lo->bodies = bo_calloc(runs + 1, sizeof(*lo->bodies));
+    lo->kept = bo_calloc(tasks + 1, sizeof(*lo->kept));
+    if (lo->ops == NULL || lo->shared == NULL || lo->bodies == NULL || lo->kept == NULL) {
+        log_ops_release(lo);
+        return BO_ENOMEM;
     }
+    for (size_t i = 0; i < b->n_ops; i++) {
+        Bo__Op *op = b->ops[i];
+        if (op->op_case == BO__OP__OP_SAVE_TASK_STATES) {
+            Bo__SaveTaskStates *st = op->save_task_states;
+            for (size_t j = 0; j < st->n_tasks; j++) {
+                lo->kept[lo->n_kept++] = st->tasks[j]->assigned_task->task;
+                st->tasks[j]->assigned_task->task = NULL;
+            }
+        }
+        if (op->op_case != BO__OP__OP_SAVE_TASKS) {
+            lo->ops[lo->n_ops++] = op;
+            continue;
+        }
+        Bo__SaveTasks *st = op->save_tasks;
+        for (size_t j = 0; j < st->n_tasks;) {
+            Bo__TaskConfig *cfg = st->tasks[j]->assigned_task->task;
+            size_t k = j;
+            while (k < st->n_tasks && st->tasks[k]->assigned_task->task == cfg) {
+                lo->kept[lo->n_kept++] = cfg;
+                st->tasks[k]->assigned_task->task = NULL;
+                k++;
+            }
+            Bo__SaveTasksShared *body = &lo->bodies[lo->n_shared];
+            bo__save_tasks_shared__init(body);
+            body->config = cfg;
+            body->tasks = st->tasks + j;
+            body->n_tasks = k - j;
+            Bo__Op *sop = &lo->shared[lo->n_shared++];
+            bo__op__init(sop);
+            sop->op_case = BO__OP__OP_SAVE_TASKS_SHARED;
+            sop->save_tasks_shared = body;
+            lo->ops[lo->n_ops++] = sop;
+            lo->any_shared = true;
+            j = k;
+        }
+    }
+    return BO_OK;
+}
+
+/* Put back the configs log_ops_build set aside. */
+static void log_ops_restore(struct sched_batch *b, const struct log_ops *lo)
+{
     size_t k = 0;
     for (size_t i = 0; i < b->n_ops; i++) {
-        if (b->ops[i]->op_case != BO__OP__OP_SAVE_TASK_STATES) {
-            continue;
+        const Bo__Op *op = b->ops[i];
+        Bo__ScheduledTask **tasks = NULL;
+        size_t n = 0;
+        if (op->op_case == BO__OP__OP_SAVE_TASK_STATES) {
+            tasks = op->save_task_states->tasks;
+            n = op->save_task_states->n_tasks;
+        } else if (op->op_case == BO__OP__OP_SAVE_TASKS) {
+            tasks = op->save_tasks->tasks;
+            n = op->save_tasks->n_tasks;
         }
-        Bo__SaveTaskStates *st = b->ops[i]->save_task_states;
-        for (size_t j = 0; j < st->n_tasks; j++) {
-            kept[k++] = st->tasks[j]->assigned_task->task;
-            st->tasks[j]->assigned_task->task = NULL;
-        }
-    }
-    int rc = bo_storage_write(s->storage, &b->req, txn, batch_committed, err);
-    k = 0;
-    for (size_t i = 0; i < b->n_ops; i++) {
-        if (b->ops[i]->op_case != BO__OP__OP_SAVE_TASK_STATES) {
-            continue;
-        }
-        Bo__SaveTaskStates *st = b->ops[i]->save_task_states;
-        for (size_t j = 0; j < st->n_tasks; j++) {
-            st->tasks[j]->assigned_task->task = kept[k++];
+        for (size_t j = 0; j < n; j++) {
+            tasks[j]->assigned_task->task = lo->kept[k++];
         }
     }
-    bo_free(kept);
+}
+
+/* Write the batch as the log's ops (above). */
+static int write_batch(struct bo_sched *s, struct sched_batch *b, struct bo_err *err)
+{
+    struct log_ops lo;
+    if (log_ops_build(b, &lo) != BO_OK) {
+        return bo_errf(err, BO_ENOMEM, "out of memory");
+    }
+    Bo__Transaction txn = BO__TRANSACTION__INIT;
+    txn.ops = lo.ops;
+    txn.n_ops = lo.n_ops;
+    txn.schema_version = lo.any_shared ? BO_TXN_VERSION : BO_SCHEMA_VERSION;
+    int rc = bo_storage_write(s->storage, &b->req, &txn, batch_committed, err);
+    log_ops_restore(b, &lo);
+    log_ops_release(&lo);
     return rc;
 }
 
@@ -1326,14 +1411,10 @@ static void drain(struct bo_sched *s)
         batch_abort(s, b, BO_OK, NULL);
         return;
     }
-    Bo__Transaction txn = BO__TRANSACTION__INIT;
-    txn.ops = b->ops;
-    txn.n_ops = b->n_ops;
-    txn.schema_version = BO_SCHEMA_VERSION;
     b->req.data = b;
     s->inflight = b;
     s->stats.batches++;
-    rc = write_batch(s, b, &txn, &err);
+    rc = write_batch(s, b, &err);
     if (rc != BO_OK) {
         s->inflight = NULL;
         bo_warn("scheduler: write failed: %s", bo_err_msg(&err, rc));

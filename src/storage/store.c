@@ -1149,6 +1149,7 @@ static const char *op_name(int op_case)
         [BO__OP__OP_REMOVE_HOST_MAINTENANCE_REQUEST] = "remove_host_maintenance_request",
         [BO__OP__OP_SAVE_SCHEDULER_METADATA] = "save_scheduler_metadata",
         [BO__OP__OP_SAVE_TASK_STATES] = "save_task_states",
+        [BO__OP__OP_SAVE_TASKS_SHARED] = "save_tasks_shared",
     };
     if (op_case < 0 || (size_t)op_case >= sizeof(names) / sizeof(names[0])) {
         return "unknown";
@@ -1208,6 +1209,30 @@ static int cmp_str_ptr(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* No task id twice among `tasks` (each with an assigned_task and an id). */
+static bool check_unique_ids(Bo__ScheduledTask *const *tasks, size_t n_tasks, char *why, size_t n)
+{
+    if (n_tasks < 2) {
+        return true;
+    }
+    const char **ids = bo_calloc(n_tasks, sizeof(*ids));
+    if (ids == NULL) {
+        return WHY("out of memory");
+    }
+    for (size_t i = 0; i < n_tasks; i++) {
+        ids[i] = tasks[i]->assigned_task->task_id;
+    }
+    qsort(ids, n_tasks, sizeof(*ids), cmp_str_ptr);
+    bool ok = true;
+    for (size_t i = 1; i < n_tasks && ok; i++) {
+        if (strcmp(ids[i - 1], ids[i]) == 0) {
+            ok = WHY("task id '%s' appears twice", ids[i]);
+        }
+    }
+    bo_free(ids);
+    return ok;
+}
+
 static bool check_save_tasks(const Bo__SaveTasks *op, char *why, size_t n)
 {
     for (size_t i = 0; i < op->n_tasks; i++) {
@@ -1216,27 +1241,41 @@ static bool check_save_tasks(const Bo__SaveTasks *op, char *why, size_t n)
             return WHY("task %zu: %s", i, inner);
         }
     }
-    if (op->n_tasks < 2) {
-        return true;
-    }
-    const char **ids = bo_calloc(op->n_tasks, sizeof(*ids));
-    if (ids == NULL) {
-        return WHY("out of memory");
+    return check_unique_ids(op->tasks, op->n_tasks, why, n);
+}
+
+/* `t` as a task of `cfg`: shallow copies, valid while `t` and `cfg` are. */
+static const Bo__ScheduledTask *with_config(const Bo__ScheduledTask *t, const Bo__TaskConfig *cfg,
+                                            Bo__ScheduledTask *ts, Bo__AssignedTask *as)
+{
+    *ts = *t;
+    *as = *t->assigned_task;
+    as->task = (Bo__TaskConfig *)cfg;
+    ts->assigned_task = as;
+    return ts;
+}
+
+static bool check_tasks_shared(const Bo__SaveTasksShared *op, char *why, size_t n)
+{
+    if (op->config == NULL) {
+        return WHY("missing config");
     }
     for (size_t i = 0; i < op->n_tasks; i++) {
-        ids[i] = op->tasks[i]->assigned_task->task_id;
-    }
-    if (op->n_tasks > 1) {
-        qsort(ids, op->n_tasks, sizeof(*ids), cmp_str_ptr);
-    }
-    bool ok = true;
-    for (size_t i = 1; i < op->n_tasks && ok; i++) {
-        if (strcmp(ids[i - 1], ids[i]) == 0) {
-            ok = WHY("task id '%s' appears twice", ids[i]);
+        const Bo__ScheduledTask *t = op->tasks[i];
+        if (t == NULL || t->assigned_task == NULL) {
+            return WHY("task %zu: missing assigned_task", i);
+        }
+        if (t->assigned_task->task != NULL) {
+            return WHY("task %zu: carries a config of its own", i);
+        }
+        Bo__ScheduledTask ts;
+        Bo__AssignedTask as;
+        char inner[256];
+        if (!check_task(with_config(t, op->config, &ts, &as), inner, sizeof(inner))) {
+            return WHY("task %zu: %s", i, inner);
         }
     }
-    bo_free(ids);
-    return ok;
+    return check_unique_ids(op->tasks, op->n_tasks, why, n);
 }
 
 static bool check_task_states(const Bo__SaveTaskStates *op, char *why, size_t n)
@@ -1380,6 +1419,8 @@ static bool check_op(const Bo__Op *op, char *why, size_t n)
         return check_save_tasks(op->save_tasks, why, n);
     case BO__OP__OP_SAVE_TASK_STATES:
         return check_task_states(op->save_task_states, why, n);
+    case BO__OP__OP_SAVE_TASKS_SHARED:
+        return check_tasks_shared(op->save_tasks_shared, why, n);
     case BO__OP__OP_REMOVE_TASKS:
         return true; /* missing ids are ignored */
     case BO__OP__OP_SAVE_CRON_JOB:
@@ -1439,9 +1480,9 @@ static int check_txn(const Bo__Transaction *txn, struct bo_err *err)
     if (txn == NULL) {
         return bo_errf(err, BO_EINVAL, "missing transaction");
     }
-    if (txn->schema_version > BO_SCHEMA_VERSION || txn->schema_version < 0) {
+    if (txn->schema_version > BO_TXN_VERSION || txn->schema_version < 0) {
         return bo_errf(err, BO_EVERSION, "transaction schema version %d (this store knows %d)",
-                       txn->schema_version, BO_SCHEMA_VERSION);
+                       txn->schema_version, BO_TXN_VERSION);
     }
     for (size_t i = 0; i < txn->n_ops; i++) {
         char why[384];
@@ -1795,16 +1836,12 @@ static int task_insert_new(struct bo_store *st, struct conn *c, const Bo__Schedu
     return rc;
 }
 
-static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
-                     struct bo_err *err)
+/* Save `t` whose config is interned already as `config_id` of `job_id`. */
+static int save_task_interned(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
+                              int64_t config_id, int64_t job_id, struct bo_err *err)
 {
     const Bo__AssignedTask *a = t->assigned_task;
-    int64_t config_id, job_id;
-    int rc = config_intern(st, c, a->task, &config_id, &job_id, err);
-    if (rc != BO_OK) {
-        return rc;
-    }
-    rc = task_insert_new(st, c, t, config_id, job_id, err);
+    int rc = task_insert_new(st, c, t, config_id, job_id, err);
     if (rc != BO_EEXIST) {
         return rc;
     }
@@ -1814,6 +1851,35 @@ static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTas
         return rc;
     }
     return task_write(st, c, t, config_id, job_id, rc == BO_OK ? &old : NULL, err);
+}
+
+static int save_task(struct bo_store *st, struct conn *c, const Bo__ScheduledTask *t,
+                     struct bo_err *err)
+{
+    int64_t config_id, job_id;
+    int rc = config_intern(st, c, t->assigned_task->task, &config_id, &job_id, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    return save_task_interned(st, c, t, config_id, job_id, err);
+}
+
+/* Tasks of one config: the config interned once for all of them. */
+static int save_tasks_shared(struct bo_store *st, struct conn *c, const Bo__SaveTasksShared *op,
+                             struct bo_err *err)
+{
+    int64_t config_id, job_id;
+    int rc = config_intern(st, c, op->config, &config_id, &job_id, err);
+    for (size_t i = 0; i < op->n_tasks && rc == BO_OK; i++) {
+        Bo__ScheduledTask ts;
+        Bo__AssignedTask as;
+        const Bo__ScheduledTask *t = with_config(op->tasks[i], op->config, &ts, &as);
+        rc = save_task_interned(st, c, t, config_id, job_id, err);
+        if (rc != BO_OK) {
+            rc = bo_err_wrapf(err, rc, "task '%s'", t->assigned_task->task_id);
+        }
+    }
+    return rc;
 }
 
 /* A new state of a stored task: its config and job stay. A task the store
@@ -2353,6 +2419,8 @@ static int apply_op(struct bo_store *st, struct conn *c, const Bo__Op *op, struc
             }
         }
         return rc;
+    case BO__OP__OP_SAVE_TASKS_SHARED:
+        return save_tasks_shared(st, c, op->save_tasks_shared, err);
     case BO__OP__OP_REMOVE_TASKS:
         for (size_t i = 0; i < op->remove_tasks->n_task_ids && rc == BO_OK; i++) {
             rc = remove_task(st, c, op->remove_tasks->task_ids[i], err);

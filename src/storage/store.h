@@ -41,6 +41,9 @@
 #include "storage/snapshot.h"
 
 #define BO_SCHEMA_VERSION 1
+/* The newest Transaction.schema_version this store applies: 2 adds the
+ * save_tasks_shared op (a writer sets 2 only on a transaction holding one). */
+#define BO_TXN_VERSION 2
 
 struct bo_store;
 

@@ -493,13 +493,23 @@ static json_t *op_json(const Bo__Op *op)
     json_object_set_new(o, "op", json_string(f != NULL ? f->name : "unknown"));
     switch (op->op_case) {
     case BO__OP__OP_SAVE_TASKS:
-    case BO__OP__OP_SAVE_TASK_STATES: {
+    case BO__OP__OP_SAVE_TASK_STATES:
+    case BO__OP__OP_SAVE_TASKS_SHARED: {
         json_t *ids = json_array();
-        bool states = op->op_case == BO__OP__OP_SAVE_TASK_STATES;
-        size_t n = states ? op->save_task_states->n_tasks : op->save_tasks->n_tasks;
+        Bo__ScheduledTask **tasks =
+            op->op_case == BO__OP__OP_SAVE_TASK_STATES    ? op->save_task_states->tasks
+            : op->op_case == BO__OP__OP_SAVE_TASKS_SHARED ? op->save_tasks_shared->tasks
+                                                          : op->save_tasks->tasks;
+        size_t n = op->op_case == BO__OP__OP_SAVE_TASK_STATES    ? op->save_task_states->n_tasks
+                   : op->op_case == BO__OP__OP_SAVE_TASKS_SHARED ? op->save_tasks_shared->n_tasks
+                                                                 : op->save_tasks->n_tasks;
+        if (op->op_case == BO__OP__OP_SAVE_TASKS_SHARED && op->save_tasks_shared->config != NULL &&
+            op->save_tasks_shared->config->job != NULL) {
+            json_object_set_new(o, "job",
+                                message_to_json(&op->save_tasks_shared->config->job->base));
+        }
         for (size_t i = 0; i < n; i++) {
-            const Bo__ScheduledTask *t =
-                states ? op->save_task_states->tasks[i] : op->save_tasks->tasks[i];
+            const Bo__ScheduledTask *t = tasks[i];
             const Bo__AssignedTask *a = t->assigned_task;
             json_array_append_new(ids, json_string(a != NULL && a->task_id ? a->task_id : ""));
         }

@@ -1428,6 +1428,100 @@ static void test_state_changes_batched(void **state)
     bo_store_close(b);
 }
 
+static void txn_save_shared(Bo__Transaction *t, Bo__TaskConfig *cfg, Bo__ScheduledTask **tasks,
+                            size_t n)
+{
+    Bo__Op *op = txn_op(t, BO__OP__OP_SAVE_TASKS_SHARED);
+    op->save_tasks_shared = bo_calloc(1, sizeof(*op->save_tasks_shared));
+    bo__save_tasks_shared__init(op->save_tasks_shared);
+    op->save_tasks_shared->config = cfg;
+    op->save_tasks_shared->tasks = bo_calloc(n, sizeof(*tasks));
+    memcpy(op->save_tasks_shared->tasks, tasks, n * sizeof(*tasks));
+    op->save_tasks_shared->n_tasks = n;
+    t->schema_version = BO_TXN_VERSION;
+}
+
+/* SaveTasksShared (one config, the tasks without it) leaves the state
+ * SaveTasks of the same tasks with their configs leaves, new tasks and
+ * replaced ones alike; what it must not hold is refused whole; and a store
+ * refuses a transaction version it does not know. */
+static void test_tasks_shared(void **state)
+{
+    (void)state;
+    struct bo_store *a = open_store("shared-a.db");
+    struct bo_store *b = open_store("shared-b.db");
+    uint64_t ia = load_workload(a, 0), ib = load_workload(b, 0);
+    static const char *const ids[] = {"api-0", "api-1", "api-2", "web-4"};
+    Bo__ScheduledTask *full[4], *bare[4];
+    for (int i = 0; i < 4; i++) {
+        int inst = i < 3 ? i : 4;
+        full[i] = mk_task(ids[i], mk_config("www", "prod", i < 3 ? "api" : "web", 1, false), inst,
+                          BO__SCHEDULE_STATUS__PENDING, NULL);
+        bare[i] = mk_task(ids[i], NULL, inst, BO__SCHEDULE_STATUS__PENDING, NULL);
+    }
+    Bo__Transaction *t = txn_new();
+    txn_save_tasks(t, full, 3);
+    txn_save_tasks(t, &full[3], 1);
+    apply_ok(a, t, ++ia);
+    t = txn_new();
+    txn_save_shared(t, mk_config("www", "prod", "api", 1, false), bare, 3);
+    txn_save_shared(t, mk_config("www", "prod", "web", 1, false), &bare[3], 1);
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_store_validate(b, t, &err), BO_OK);
+    apply_ok(b, t, ++ib);
+    assert_true(digest_of(a) == digest_of(b));
+    assert_int_equal(counts_of(a).configs, counts_of(b).configs);
+    struct bo_task_list la, lb;
+    struct bo_task_query q = {0};
+    query(a, &q, &la);
+    query(b, &q, &lb);
+    assert_int_equal(la.n, lb.n);
+    for (size_t i = 0; i < la.n; i++) {
+        assert_string_equal(tid(&la, i), tid(&lb, i));
+        assert_string_equal(la.tasks[i]->assigned_task->task->job->name,
+                            lb.tasks[i]->assigned_task->task->job->name);
+    }
+    bo_task_list_release(&la);
+    bo_task_list_release(&lb);
+
+    /* refused whole, nothing applied */
+    uint64_t before = digest_of(b);
+    Bo__ScheduledTask *one = mk_task("x-0", mk_config("www", "prod", "x", 0, false), 0,
+                                     BO__SCHEDULE_STATUS__PENDING, NULL);
+    t = txn_new();
+    txn_save_shared(t, mk_config("www", "prod", "x", 0, false), &one, 1);
+    apply_expect(b, t, ib + 1, BO_EINVAL, &err);
+    assert_non_null(strstr(err.msg, "carries a config of its own"));
+    one = mk_task("x-0", NULL, 0, BO__SCHEDULE_STATUS__PENDING, NULL);
+    t = txn_new();
+    txn_save_shared(t, NULL, &one, 1);
+    memset(&err, 0, sizeof(err));
+    apply_expect(b, t, ib + 1, BO_EINVAL, &err);
+    assert_non_null(strstr(err.msg, "missing config"));
+    Bo__ScheduledTask *dup[2] = {mk_task("x-0", NULL, 0, BO__SCHEDULE_STATUS__PENDING, NULL),
+                                 mk_task("x-0", NULL, 1, BO__SCHEDULE_STATUS__PENDING, NULL)};
+    t = txn_new();
+    txn_save_shared(t, mk_config("www", "prod", "x", 0, false), dup, 2);
+    memset(&err, 0, sizeof(err));
+    apply_expect(b, t, ib + 1, BO_EINVAL, &err);
+    assert_non_null(strstr(err.msg, "appears twice"));
+    one = mk_task("x-0", NULL, 0, BO__SCHEDULE_STATUS__PENDING, NULL);
+    t = txn_new();
+    txn_save_shared(t, mk_config("www", "", "x", 0, false), &one, 1);
+    memset(&err, 0, sizeof(err));
+    apply_expect(b, t, ib + 1, BO_EINVAL, &err);
+    assert_non_null(strstr(err.msg, "empty environment"));
+    t = txn_new();
+    txn_save_quota(t, "www", 1);
+    t->schema_version = BO_TXN_VERSION + 1;
+    memset(&err, 0, sizeof(err));
+    apply_expect(b, t, ib + 1, BO_EVERSION, &err);
+    assert_true(digest_of(b) == before);
+    assert_int_equal(bo_store_applied_index(b), ib);
+    bo_store_close(a);
+    bo_store_close(b);
+}
+
 static void test_query_filters(void **state)
 {
     (void)state;
@@ -2413,6 +2507,7 @@ int main(void)
         cmocka_unit_test(test_config_collection),
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_task_states),
+        cmocka_unit_test(test_tasks_shared),
         cmocka_unit_test(test_task_texts),
         cmocka_unit_test(test_query_one_job),
         cmocka_unit_test(test_state_changes_batched),
