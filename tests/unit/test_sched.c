@@ -19,6 +19,7 @@
 #include "common/err.h"
 #include "scheduler/sched.h"
 #include "storage/storage.h"
+#include "testnet.h"
 
 struct fixture {
     uv_loop_t loop;
@@ -80,7 +81,7 @@ static int setup(void **state)
     bo_storage_config_init(&sc);
     sc.data_dir = f->dir;
     char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", test_free_port());
     sc.address = addr;
     struct bo_err err = BO_ERR_INIT;
     if (bo_storage_open(&f->loop, &sc, &f->storage, &err) != BO_OK) {

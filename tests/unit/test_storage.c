@@ -18,6 +18,7 @@
 #include "common/mem.h"
 #include "storage/backup.h"
 #include "storage/storage.h"
+#include "testnet.h"
 
 struct fx {
     uv_loop_t loop;
@@ -109,7 +110,7 @@ static int setup(void **state)
     snprintf(f->data, sizeof(f->data), "%s/data", f->dir);
     snprintf(f->backups, sizeof(f->backups), "%s/backups", f->dir);
     /* A single voter never dials itself; the port only has to be valid. */
-    snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%d", 30000 + (int)(getpid() % 20000));
+    snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%d", test_free_port());
     uv_loop_init(&f->loop);
     *state = f;
     return 0;
