@@ -1059,7 +1059,7 @@ static int config_unref(struct bo_store *st, struct conn *c, int64_t id, bool by
 }
 
 /* Config bodies unpacked once per query, looked up by row id. */
-static void cfg_cache_release(struct bo_config_cache *cc)
+void bo_config_cache_release(struct bo_config_cache *cc)
 {
     for (size_t i = 0; i < cc->n; i++) {
         bo__task_config__free_unpacked(cc->cfgs[i], NULL);
@@ -3214,7 +3214,7 @@ out:
         }
     }
     bo__job_update__free_unpacked(u, NULL);
-    cfg_cache_release(&cc);
+    bo_config_cache_release(&cc);
     vec_release(&events);
     vec_release(&ievents);
     bo_buf_release(&tmp);
@@ -4730,24 +4730,37 @@ static int push_task(Bo__ScheduledTask *t, void *data)
     return BO_OK;
 }
 
-int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
-                         struct bo_task_list *out, struct bo_err *err)
+/* The tasks `q` selects as a list; their configs, when asked for, come
+ * from (and stay in) `cc`. */
+static int query_list(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
+                      struct bo_config_cache *cc, struct bo_task_list *out, struct bo_err *err)
 {
     *out = (struct bo_task_list){0};
     struct msg_vec tasks = {0};
-    struct bo_config_cache cc = {0};
-    int rc = walk_tasks(st, q, with_configs, &cc, NULL, push_task, &tasks, err);
+    int rc = walk_tasks(st, q, with_configs, cc, NULL, push_task, &tasks, err);
     if (rc != BO_OK) {
         if (rc == BO_ENOMEM && err != NULL && err->msg[0] == '\0') {
             bo_errf(err, rc, "task query: out of memory");
         }
         task_list_detach((Bo__ScheduledTask **)tasks.v, tasks.n);
         vec_release(&tasks);
-        cfg_cache_release(&cc);
         return rc;
     }
     out->tasks = (Bo__ScheduledTask **)tasks.v;
     out->n = tasks.n;
+    return BO_OK;
+}
+
+int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
+                         struct bo_task_list *out, struct bo_err *err)
+{
+    struct bo_config_cache cc = {0};
+    int rc = query_list(st, q, with_configs, &cc, out, err);
+    if (rc != BO_OK) {
+        bo_config_cache_release(&cc);
+        return rc;
+    }
+    /* the list owns its configs */
     out->configs = cc.cfgs;
     out->n_configs = cc.n;
     bo_free(cc.ids);
@@ -4758,25 +4771,7 @@ int bo_store_query_tasks_shared(struct bo_store *st, const struct bo_task_query 
                                 struct bo_config_cache *cc, struct bo_task_list *out,
                                 struct bo_err *err)
 {
-    *out = (struct bo_task_list){0};
-    struct msg_vec tasks = {0};
-    int rc = walk_tasks(st, q, true, cc, NULL, push_task, &tasks, err);
-    if (rc != BO_OK) {
-        if (rc == BO_ENOMEM && err != NULL && err->msg[0] == '\0') {
-            bo_errf(err, rc, "task query: out of memory");
-        }
-        task_list_detach((Bo__ScheduledTask **)tasks.v, tasks.n);
-        vec_release(&tasks);
-        return rc;
-    }
-    out->tasks = (Bo__ScheduledTask **)tasks.v;
-    out->n = tasks.n;
-    return BO_OK;
-}
-
-void bo_config_cache_release(struct bo_config_cache *cc)
-{
-    cfg_cache_release(cc);
+    return query_list(st, q, true, cc, out, err);
 }
 
 struct each_ctx {
@@ -4797,7 +4792,7 @@ int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool 
     struct bo_config_cache cc = {0};
     struct each_ctx e = {fn, data};
     int rc = walk_tasks(st, q, with_configs, &cc, &arena, each_one, &e, err);
-    cfg_cache_release(&cc);
+    bo_config_cache_release(&cc);
     arena_release(&arena);
     return rc;
 }
@@ -5346,7 +5341,7 @@ int bo_store_config_groups(struct bo_store *st, const Bo__JobKey *job,
             qsort(out->groups, out->n, sizeof(*out->groups), cmp_group);
         }
     }
-    cfg_cache_release(&cc);
+    bo_config_cache_release(&cc);
     if (rc != BO_OK) {
         bo_config_group_list_release(out);
     }

@@ -99,9 +99,21 @@ def test_create_place_run_kill(c):
           ["PENDING", "ASSIGNED", "STARTING", "RUNNING"], f"events {tasks[0]['task_events']}")
     summ = s.ok("GET", "/api/v1/roles/www/jobs")["jobs"]
     check(summ[0]["stats"]["active"] == 3, f"job summary {summ}")
+    # tasks without configs come from the texts the store keeps: read twice
+    # (rendered, then kept), and a read after a change shows the change
+    def lean():
+        ts = s.ok("GET", "/api/v1/tasks?role=www&job_name=hello&configs=false")["tasks"]
+        return {t["assigned_task"]["instance_id"]: t["status"] for t in ts}
+    check(lean() == lean() == {0: "RUNNING", 1: "RUNNING", 2: "RUNNING"}, f"lean {lean()}")
     # kill one instance with a message, then the rest
     s.ok("POST", "/api/v1/jobs/www/prod/hello/kill", {"instances": [1], "message": "bye"})
     s.wait_statuses("www", "prod", "hello", {0: "RUNNING", 1: "KILLED", 2: "RUNNING"})
+    check(lean() == {0: "RUNNING", 1: "KILLED", 2: "RUNNING"}, f"lean after kill {lean()}")
+    _, text, _ = s.get("/metrics")
+    kept = {l.split()[0]: float(l.split()[1]) for l in text.splitlines()
+            if l.startswith("task_text_cache_")}
+    check(kept.get("task_text_cache_hits", 0) >= 3 and kept.get("task_text_cache_misses", 0) >= 4,
+          f"task text metrics {kept}")
     killed = [t for t in s.tasks(role="www", statuses="KILLED")][0]
     check(any("bye" in e.get("message", "") for e in killed["task_events"]),
           f"kill message in events: {killed['task_events']}")

@@ -20,6 +20,7 @@
 #include "common/http.h"
 #include "common/httpc.h"
 #include "common/mem.h"
+#include "testnet.h"
 
 #define WAIT_MS 10000
 #define MANY    200
@@ -195,24 +196,14 @@ static void redirect_is_not_followed(void **state)
     assert_string_equal(g.location, "http://127.0.0.1:1/elsewhere?x=1");
 }
 
-static uint16_t closed_port(void)
-{
-    /* Bind and close: nothing listens on the port for the next moment. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void refused_timeout_and_too_big(void **state)
 {
     struct fx *fx = *state;
     struct got refused = {0}, slow = {0}, big = {0};
     char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", closed_port());
+    int port = test_free_port(); /* nothing listens on it for the next moment */
+    assert_true(port > 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", port);
     struct bo_httpc_opts o = {.url = url};
     struct bo_err err = BO_ERR_INIT;
     assert_int_equal(bo_httpc_request(fx->c, &o, on_got, &refused, NULL, &err), BO_OK);
