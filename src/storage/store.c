@@ -44,9 +44,10 @@
  * one into place, removes the old file and WAL and reopens. Task rows get
  * their columns from a field walk over the blob (pbwire), not from a
  * protobuf-c unpack; host names become ids through a hash map of the names
- * met so far (one SQLite lookup per distinct host); rows wait in a batch of
- * RESTORE_BATCH and go in with one multi-row INSERT per table (stepping a
- * statement costs more than the row it inserts). The file is written through
+ * met so far, numbered by the restore itself in a fresh file; rows go in
+ * RESTORE_BATCH at a time with one multi-row INSERT per table (stepping a
+ * statement costs more than the row it inserts), on a thread of their own
+ * while the caller's thread walks the image (restore_pipe). The file is written through
  * wbuf.h's VFS, which turns SQLite's 4 KB page writes into 64 KB ones, and a
  * big zstd image is decompressed on a thread of its own while the tasks are
  * inserted (snapshot.c). Measured costs behind the
@@ -82,6 +83,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -195,6 +197,7 @@ enum stmt_id {
     S_CFG_BODY,
     S_HOSTNAME_FIND,
     S_HOSTNAME_INSERT,
+    S_HOSTNAME_INSERT_ID,
     S_TASK_FIND,
     S_TASK_INSERT,
     S_TASK_INSERT_NEW,
@@ -285,6 +288,7 @@ static const char *const stmt_sql[S_COUNT] = {
     /* ?1 is NULL for a new row id, given by a restore. */
     [S_HOSTNAME_FIND] = "SELECT id FROM hosts WHERE name = ?1",
     [S_HOSTNAME_INSERT] = "INSERT INTO hosts(name) VALUES(?1)",
+    [S_HOSTNAME_INSERT_ID] = "INSERT INTO hosts(id, name) VALUES(?1, ?2)",
     [S_TASK_INSERT] = "INSERT INTO tasks(id, task_id, job_id, instance_id, status, host_id,"
                       " config_id)"
                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -2827,10 +2831,14 @@ static int open_main(struct bo_store *st, struct bo_err *err)
                         * every page an entry touches again is copied there)
                         * in memory: past 64 KiB SQLite spills it to a new
                         * temporary file per group, and its pwrites were a
-                        * third of the loop thread (docs/benchmarks.md). */
+                        * third of the loop thread (docs/benchmarks.md).
+                        * Reads through a mapping: a page not in the cache
+                        * costs no pread copy (writes still go to the WAL);
+                        * state changes at a million tasks went from 9,300
+                        * to 11,400-13,300 a second. */
                        "PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL;"
                        " PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;"
-                       " PRAGMA temp_store=MEMORY;",
+                       " PRAGMA temp_store=MEMORY; PRAGMA mmap_size=2147418112;",
                        err);
     if (rc != BO_OK) {
         return rc;
@@ -3472,13 +3480,21 @@ uint64_t bo_store_view_index(const struct bo_store_view *view)
     return view->index;
 }
 
+void bo_store_view_release(struct bo_store_view *view)
+{
+    if (view == NULL || view->c.db == NULL) {
+        return;
+    }
+    conn_exec(&view->c, "COMMIT", NULL, "close view");
+    conn_close(&view->c, true);
+}
+
 void bo_store_view_close(struct bo_store_view *view)
 {
     if (view == NULL) {
         return;
     }
-    conn_exec(&view->c, "COMMIT", NULL, "close view");
-    conn_close(&view->c, true);
+    bo_store_view_release(view);
     view->st->n_views--;
     bo_free(view);
 }
@@ -3689,6 +3705,56 @@ static int host_map_grow(struct host_map *m)
     return BO_OK;
 }
 
+/* Tasks on their way to SQLite: their rows, task ids and bodies (in
+ * `bytes`), and the hosts first met in them with the ids the restore gave
+ * them. */
+#define RESTORE_CHUNK 1024
+
+struct restore_row {
+    int64_t id, job_id, host_id, config_id;
+    int32_t instance_id;
+    int status;
+    size_t tid_off, tid_len, body_off, body_len;
+};
+
+struct restore_host {
+    int64_t id;
+    size_t off, len;
+};
+
+struct restore_chunk {
+    struct restore_row rows[RESTORE_CHUNK];
+    size_t n_rows;
+    struct restore_host *hosts;
+    size_t n_hosts, cap_hosts;
+    struct bo_buf bytes;
+    struct restore_chunk *next;
+};
+
+/* A restore into a fresh file inserts on a thread of its own while the
+ * caller's thread walks the image (decoding, delta timestamps, host map):
+ * the two took 1.9 s in turn at a million tasks. Chunks go round between
+ * the two through `full` and `free`. The inserter owns the connection from
+ * the first chunk until restore_pipe_stop() joins it; nothing else touches
+ * the connection meanwhile (configs come before the first task, the rest of
+ * the image after the last). After a failure it inserts nothing more and
+ * hands chunks back, so the walk stops at its next hand-off with the
+ * inserter's error. */
+#define RESTORE_PIPE_CHUNKS 3
+
+struct restore_pipe {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct conn *c;
+    struct restore_chunk *free, *full, *full_tail;
+    bool done;   /* no more chunks will come */
+    bool failed; /* the inserter stopped: `rc` and `err` say why */
+    int rc;
+    struct bo_err err;
+    struct restore_chunk chunks[RESTORE_PIPE_CHUNKS];
+};
+
 struct restore {
     struct bo_store *st;
     struct conn *c; /* `own` (a fresh file) or the store's main connection */
@@ -3697,89 +3763,238 @@ struct restore {
     size_t n_cfgs, cap_cfgs;
     uint64_t n_tasks;
     bool refs_done;
+    bool fresh; /* `own`, empty at the start: the restore may number hosts */
     struct bo_buf tmp;
     struct host_map hosts;
-    /* Tasks waiting to be inserted RESTORE_BATCH at a time; their task ids
-     * and bodies are in `batch`. */
-    struct restore_row {
-        int64_t id, job_id, host_id, config_id;
-        int32_t instance_id;
-        int status;
-        size_t tid_off, tid_len, body_off, body_len;
-    } rows[RESTORE_BATCH];
-    size_t n_rows;
-    struct bo_buf batch;
+    struct restore_chunk *cur; /* tasks waiting; NULL before the first */
+    struct restore_chunk *own_chunk;
+    struct restore_pipe *pipe;
     struct bo_err *err;
 };
 
-/* Insert the waiting tasks: one statement for a full batch, one per task
- * otherwise. */
-static int restore_flush(struct restore *r)
+static void chunk_clear(struct restore_chunk *k)
 {
-    size_t n = r->n_rows;
-    if (n == 0) {
+    k->n_rows = 0;
+    k->n_hosts = 0;
+    k->bytes.len = 0;
+}
+
+static void chunk_release(struct restore_chunk *k)
+{
+    bo_free(k->hosts);
+    bo_buf_release(&k->bytes);
+}
+
+/* Insert a chunk's hosts and tasks: one statement for RESTORE_BATCH tasks
+ * (stepping a statement costs more than the row it inserts), one per task
+ * for the rest. */
+static int chunk_insert(struct conn *c, struct restore_chunk *k, struct bo_err *err)
+{
+    const uint8_t *base = k->bytes.data;
+    sqlite3_stmt *s = NULL;
+    int rc = BO_OK;
+    for (size_t i = 0; i < k->n_hosts && rc == BO_OK; i++) {
+        const struct restore_host *h = &k->hosts[i];
+        rc = conn_stmt(c, S_HOSTNAME_INSERT_ID, &s, err);
+        if (rc == BO_OK) {
+            sqlite3_bind_int64(s, 1, h->id);
+            sqlite3_bind_text(s, 2, (const char *)base + h->off, (int)h->len, SQLITE_STATIC);
+            rc = step_done(c, s, err, "insert host");
+        }
+    }
+    size_t i = 0;
+    for (; i + RESTORE_BATCH <= k->n_rows && rc == BO_OK; i += RESTORE_BATCH) {
+        rc = conn_stmt(c, S_TASK_INSERT_MANY, &s, err);
+        if (rc != BO_OK) {
+            break;
+        }
+        for (size_t j = 0; j < RESTORE_BATCH; j++) {
+            const struct restore_row *w = &k->rows[i + j];
+            int b = (int)j * 7;
+            sqlite3_bind_int64(s, b + 1, w->id);
+            sqlite3_bind_text(s, b + 2, (const char *)base + w->tid_off, (int)w->tid_len,
+                              SQLITE_STATIC);
+            sqlite3_bind_int64(s, b + 3, w->job_id);
+            sqlite3_bind_int(s, b + 4, w->instance_id);
+            sqlite3_bind_int(s, b + 5, w->status);
+            sqlite3_bind_int64(s, b + 6, w->host_id);
+            sqlite3_bind_int64(s, b + 7, w->config_id);
+        }
+        rc = step_done(c, s, err, "insert tasks");
+        if (rc == BO_OK) {
+            rc = conn_stmt(c, S_BODY_INSERT_MANY, &s, err);
+        }
+        if (rc != BO_OK) {
+            break;
+        }
+        for (size_t j = 0; j < RESTORE_BATCH; j++) {
+            const struct restore_row *w = &k->rows[i + j];
+            int b = (int)j * 3;
+            sqlite3_bind_int64(s, b + 1, w->id);
+            sqlite3_bind_int64(s, b + 2, w->config_id);
+            bind_blob(s, b + 3, base + w->body_off, w->body_len);
+        }
+        rc = step_done(c, s, err, "store task bodies");
+    }
+    for (; i < k->n_rows && rc == BO_OK; i++) {
+        const struct restore_row *w = &k->rows[i];
+        rc = conn_stmt(c, S_TASK_INSERT, &s, err);
+        if (rc != BO_OK) {
+            break;
+        }
+        sqlite3_bind_int64(s, 1, w->id);
+        sqlite3_bind_text(s, 2, (const char *)base + w->tid_off, (int)w->tid_len, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, w->job_id);
+        sqlite3_bind_int(s, 4, w->instance_id);
+        sqlite3_bind_int(s, 5, w->status);
+        sqlite3_bind_int64(s, 6, w->host_id);
+        sqlite3_bind_int64(s, 7, w->config_id);
+        rc = step_done(c, s, err, "insert task");
+        if (rc == BO_OK) {
+            rc = body_put(c, w->id, w->config_id, base + w->body_off, w->body_len, err);
+        }
+    }
+    chunk_clear(k);
+    return rc;
+}
+
+static void *restore_pipe_main(void *arg)
+{
+    struct restore_pipe *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->full == NULL && !p->done) {
+            pthread_cond_wait(&p->cv, &p->mu);
+        }
+        struct restore_chunk *k = p->full;
+        if (k == NULL) {
+            break;
+        }
+        p->full = k->next;
+        if (p->full == NULL) {
+            p->full_tail = NULL;
+        }
+        bool failed = p->failed;
+        pthread_mutex_unlock(&p->mu);
+        struct bo_err err = BO_ERR_INIT;
+        int rc = failed ? BO_OK : chunk_insert(p->c, k, &err);
+        chunk_clear(k);
+        pthread_mutex_lock(&p->mu);
+        if (rc != BO_OK && !p->failed) {
+            p->failed = true;
+            p->rc = rc;
+            p->err = err;
+        }
+        k->next = p->free;
+        p->free = k;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Start the inserter, or leave the restore inserting on its own thread if
+ * it cannot (only slower). */
+static void restore_pipe_start(struct restore *r)
+{
+    struct restore_pipe *p = bo_calloc(1, sizeof(*p));
+    if (p == NULL) {
+        return;
+    }
+    p->c = r->c;
+    for (size_t i = 0; i < RESTORE_PIPE_CHUNKS; i++) {
+        p->chunks[i].next = p->free;
+        p->free = &p->chunks[i];
+    }
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        goto err_after_alloc;
+    }
+    if (pthread_cond_init(&p->cv, NULL) != 0) {
+        goto err_after_mutex;
+    }
+    if (pthread_create(&p->thread, NULL, restore_pipe_main, p) != 0) {
+        goto err_after_cond;
+    }
+    r->cur = p->free;
+    p->free = r->cur->next;
+    r->pipe = p;
+    return;
+
+err_after_cond:
+    pthread_cond_destroy(&p->cv);
+err_after_mutex:
+    pthread_mutex_destroy(&p->mu);
+err_after_alloc:
+    bo_free(p);
+}
+
+/* Hand the current chunk to the inserter and take a free one. */
+static int restore_pipe_hand_off(struct restore *r)
+{
+    struct restore_pipe *p = r->pipe;
+    pthread_mutex_lock(&p->mu);
+    struct restore_chunk *k = r->cur;
+    k->next = NULL;
+    if (p->full_tail != NULL) {
+        p->full_tail->next = k;
+    } else {
+        p->full = k;
+    }
+    p->full_tail = k;
+    pthread_cond_broadcast(&p->cv);
+    while (p->free == NULL) {
+        pthread_cond_wait(&p->cv, &p->mu);
+    }
+    r->cur = p->free;
+    p->free = r->cur->next;
+    int rc = BO_OK;
+    if (p->failed) {
+        *r->err = p->err;
+        rc = p->rc;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+/* Join the inserter once it has inserted every chunk handed to it (and
+ * `cur` too unless `abandon`); the connection is the caller's again. */
+static int restore_pipe_stop(struct restore *r, bool abandon)
+{
+    struct restore_pipe *p = r->pipe;
+    if (p == NULL) {
         return BO_OK;
     }
-    r->n_rows = 0;
-    const uint8_t *base = r->batch.data;
-    sqlite3_stmt *s = NULL;
-    int rc;
-    if (n == RESTORE_BATCH) {
-        rc = conn_stmt(r->c, S_TASK_INSERT_MANY, &s, r->err);
-        if (rc != BO_OK) {
-            return rc;
-        }
-        for (size_t i = 0; i < n; i++) {
-            const struct restore_row *w = &r->rows[i];
-            int k = (int)i * 7;
-            sqlite3_bind_int64(s, k + 1, w->id);
-            sqlite3_bind_text(s, k + 2, (const char *)base + w->tid_off, (int)w->tid_len,
-                              SQLITE_STATIC);
-            sqlite3_bind_int64(s, k + 3, w->job_id);
-            sqlite3_bind_int(s, k + 4, w->instance_id);
-            sqlite3_bind_int(s, k + 5, w->status);
-            sqlite3_bind_int64(s, k + 6, w->host_id);
-            sqlite3_bind_int64(s, k + 7, w->config_id);
-        }
-        rc = step_done(r->c, s, r->err, "insert tasks");
-        if (rc == BO_OK) {
-            rc = conn_stmt(r->c, S_BODY_INSERT_MANY, &s, r->err);
-        }
-        if (rc != BO_OK) {
-            return rc;
-        }
-        for (size_t i = 0; i < n; i++) {
-            const struct restore_row *w = &r->rows[i];
-            int k = (int)i * 3;
-            sqlite3_bind_int64(s, k + 1, w->id);
-            sqlite3_bind_int64(s, k + 2, w->config_id);
-            bind_blob(s, k + 3, base + w->body_off, w->body_len);
-        }
-        rc = step_done(r->c, s, r->err, "store task bodies");
-    } else {
-        rc = BO_OK;
-        for (size_t i = 0; i < n && rc == BO_OK; i++) {
-            const struct restore_row *w = &r->rows[i];
-            rc = conn_stmt(r->c, S_TASK_INSERT, &s, r->err);
-            if (rc != BO_OK) {
-                break;
-            }
-            sqlite3_bind_int64(s, 1, w->id);
-            sqlite3_bind_text(s, 2, (const char *)base + w->tid_off, (int)w->tid_len,
-                              SQLITE_STATIC);
-            sqlite3_bind_int64(s, 3, w->job_id);
-            sqlite3_bind_int(s, 4, w->instance_id);
-            sqlite3_bind_int(s, 5, w->status);
-            sqlite3_bind_int64(s, 6, w->host_id);
-            sqlite3_bind_int64(s, 7, w->config_id);
-            rc = step_done(r->c, s, r->err, "insert task");
-            if (rc == BO_OK) {
-                rc = body_put(r->c, w->id, w->config_id, base + w->body_off, w->body_len, r->err);
-            }
-        }
+    int rc = abandon || r->cur->n_rows + r->cur->n_hosts == 0 ? BO_OK : restore_pipe_hand_off(r);
+    pthread_mutex_lock(&p->mu);
+    p->done = true;
+    if (abandon) {
+        p->failed = true;
     }
-    r->batch.len = 0;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    if (rc == BO_OK && p->failed && !abandon) {
+        *r->err = p->err;
+        rc = p->rc;
+    }
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    for (size_t i = 0; i < RESTORE_PIPE_CHUNKS; i++) {
+        chunk_release(&p->chunks[i]);
+    }
+    bo_free(p);
+    r->pipe = NULL;
+    r->cur = NULL;
     return rc;
+}
+
+/* Insert the waiting tasks, or hand them to the inserter. */
+static int restore_flush(struct restore *r)
+{
+    if (r->pipe != NULL) {
+        return restore_pipe_hand_off(r);
+    }
+    return r->cur == NULL ? BO_OK : chunk_insert(r->c, r->cur, r->err);
 }
 
 /* host_id() through the restore's map. */
@@ -3794,7 +4009,27 @@ static int restore_host_id(struct restore *r, const char *name, size_t len, int6
         *id = slot->id;
         return BO_OK;
     }
-    int rc = host_id(r->c, name, len, id, r->err);
+    int rc = BO_OK;
+    if (r->fresh) {
+        /* Numbered here, inserted with the chunk that first names it. */
+        struct restore_chunk *k = r->cur;
+        if (k->n_hosts == k->cap_hosts) {
+            size_t cap = k->cap_hosts == 0 ? 64 : k->cap_hosts * 2;
+            struct restore_host *h = bo_reallocarray(k->hosts, cap, sizeof(*h));
+            if (h == NULL) {
+                return bo_errf(r->err, BO_ENOMEM, "restore: out of memory");
+            }
+            k->hosts = h;
+            k->cap_hosts = cap;
+        }
+        *id = (int64_t)r->hosts.n + 1;
+        k->hosts[k->n_hosts++] = (struct restore_host){.id = *id, .off = k->bytes.len, .len = len};
+        if (bo_buf_append(&k->bytes, name, len) != BO_OK) {
+            return bo_errf(r->err, BO_ENOMEM, "restore: out of memory");
+        }
+    } else {
+        rc = host_id(r->c, name, len, id, r->err);
+    }
     if (rc != BO_OK) {
         return rc;
     }
@@ -3970,27 +4205,40 @@ static int restore_task(void *data, uint32_t config_index, const uint8_t *p, siz
         len = r->tmp.len;
     }
     struct restore_cfg *cfg = &r->cfgs[config_index];
+    if (r->cur == NULL) {
+        if (r->fresh) {
+            restore_pipe_start(r);
+        }
+        if (r->cur == NULL) {
+            r->own_chunk = bo_calloc(1, sizeof(*r->own_chunk));
+            if (r->own_chunk == NULL) {
+                return bo_errf(r->err, BO_ENOMEM, "restore: out of memory");
+            }
+            r->cur = r->own_chunk;
+        }
+    }
     int64_t hid;
     int rc = restore_host_id(r, t.host, t.host_len, &hid);
     if (rc != BO_OK) {
         return rc;
     }
-    struct restore_row *w = &r->rows[r->n_rows];
+    struct restore_chunk *k = r->cur;
+    struct restore_row *w = &k->rows[k->n_rows];
     *w = (struct restore_row){.id = (int64_t)n + 1,
                               .job_id = cfg->job_id,
                               .host_id = hid,
                               .config_id = cfg->id,
                               .instance_id = t.instance_id,
                               .status = t.status,
-                              .tid_off = r->batch.len,
+                              .tid_off = k->bytes.len,
                               .tid_len = t.task_id_len,
-                              .body_off = r->batch.len + t.task_id_len,
+                              .body_off = k->bytes.len + t.task_id_len,
                               .body_len = len};
-    if (bo_buf_append(&r->batch, t.task_id, t.task_id_len) != BO_OK ||
-        bo_buf_append(&r->batch, p, len) != BO_OK) {
+    if (bo_buf_append(&k->bytes, t.task_id, t.task_id_len) != BO_OK ||
+        bo_buf_append(&k->bytes, p, len) != BO_OK) {
         return bo_errf(r->err, BO_ENOMEM, "restore: out of memory");
     }
-    if (++r->n_rows == RESTORE_BATCH) {
+    if (++k->n_rows == RESTORE_CHUNK) {
         rc = restore_flush(r);
         if (rc != BO_OK) {
             return rc;
@@ -4004,7 +4252,7 @@ static int restore_task(void *data, uint32_t config_index, const uint8_t *p, siz
 /* Task references and counts, added in bulk once all tasks are in. */
 static int restore_task_refs(struct restore *r)
 {
-    int frc = restore_flush(r);
+    int frc = r->pipe != NULL ? restore_pipe_stop(r, false) : restore_flush(r);
     if (frc != BO_OK) {
         return frc;
     }
@@ -4103,6 +4351,7 @@ static int restore_build(struct restore *r, const char *tmp_path, const uint8_t 
 {
     struct bo_err *err = r->err;
     r->c = &r->own;
+    r->fresh = true;
     /* The file is thrown away on any error: no journal needed, and its pages
      * can be written in big writes (wbuf.h) whose errors come late. */
     int rc =
@@ -4226,7 +4475,10 @@ static int restore_in_place(struct bo_store *st, const uint8_t *image, size_t le
     memo_reset(st);
     bo_free(r.cfgs);
     host_map_release(&r.hosts);
-    bo_buf_release(&r.batch);
+    if (r.own_chunk != NULL) {
+        chunk_release(r.own_chunk);
+        bo_free(r.own_chunk);
+    }
     bo_buf_release(&r.tmp);
     if (rc == BO_OK) {
         st->applied_index = index;
@@ -4257,11 +4509,15 @@ static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, b
     struct restore r = {.st = st, .err = err};
     memo_reset(st);
     rc = restore_build(&r, tmp_path, image, len, bare, index);
+    restore_pipe_stop(&r, true); /* still running only if the walk failed */
     conn_close(&r.own, true);
     memo_reset(st);
     bo_free(r.cfgs);
     host_map_release(&r.hosts);
-    bo_buf_release(&r.batch);
+    if (r.own_chunk != NULL) {
+        chunk_release(r.own_chunk);
+        bo_free(r.own_chunk);
+    }
     bo_buf_release(&r.tmp);
     if (rc != BO_OK) {
         remove_db(st->path, ".restore", NULL);

@@ -14,6 +14,8 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2016,6 +2018,148 @@ static void test_hosts_by_id(void **state)
     bo_store_close(a);
 }
 
+static bool file_exists(const char *name);
+
+/* A restore into a fresh file inserts on a thread of its own, a chunk of
+ * 1,024 tasks at a time, and numbers hosts as it meets them. Sizes around
+ * the chunks (and the pipe of three): the restored store equals the source,
+ * hosts first met in any chunk are found by name, and new hosts keep
+ * coming after the restore. */
+static void test_restore_chunks(void **state)
+{
+    (void)state;
+    const int sizes[] = {1023, 1024, 1025, 3 * 1024 + 7};
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        int n = sizes[k];
+        struct bo_store *a = open_store("chunks-a.db");
+        Bo__Transaction *t = txn_new();
+        for (int i = 0; i < n; i++) {
+            char id[32], host[32];
+            snprintf(id, sizeof(id), "c-%d", i);
+            snprintf(host, sizeof(host), "h-%d", i / 50);
+            txn_save_task(t, mk_task(id, mk_config("r", "e", i % 2 ? "odd" : "even", 0, false), i,
+                                     BO__SCHEDULE_STATUS__RUNNING, host));
+        }
+        apply_ok(a, t, 1);
+        struct bo_buf image = BO_BUF_INIT;
+        export_image(a, true, &image);
+        struct bo_store *b = open_store("chunks-b.db");
+        struct bo_err err = BO_ERR_INIT;
+        int rc = bo_store_restore(b, image.data, image.len, 2, &err);
+        if (rc != BO_OK) {
+            fail_msg("restore of %d: %s", n, bo_err_msg(&err, rc));
+        }
+        assert_true(digest_of(b) == digest_of(a));
+        assert_int_equal(counts_of(b).tasks, n);
+        assert_int_equal(count_on_host(b, "h-0"), 50);
+        char last[32];
+        snprintf(last, sizeof(last), "h-%d", (n - 1) / 50);
+        assert_int_equal(count_on_host(b, last), (n - 1) % 50 + 1);
+        t = txn_new();
+        txn_save_task(t, mk_task("c-0", mk_config("r", "e", "even", 0, false), 0,
+                                 BO__SCHEDULE_STATUS__RUNNING, "h-after"));
+        apply_ok(b, t, 3);
+        assert_int_equal(count_on_host(b, "h-after"), 1);
+        assert_int_equal(count_on_host(b, "h-0"), 49);
+        bo_buf_release(&image);
+        bo_store_close(b);
+        bo_store_close(a);
+    }
+}
+
+/* An image of `n` tasks on hosts of 50 tasks each; task `bad` (if >= 0)
+ * has a status no store knows; each task's event message is `pad` bytes. */
+static void image_of(int n, int bad, size_t pad, struct bo_buf *image)
+{
+    struct bo_snap_writer *w = NULL;
+    assert_int_equal(bo_snap_writer_new(true, BO_CODEC_ZSTD, 0, &w), BO_OK);
+    struct bo_buf cfg = BO_BUF_INIT, part = BO_BUF_INIT;
+    char *msg = bo_calloc(pad + 1, 1);
+    for (size_t i = 0; i < pad; i++) {
+        msg[i] = (char)('a' + (i * 7 + i / 26) % 26);
+    }
+    uint32_t ci = 0;
+    for (int i = 0; i < n; i++) {
+        char id[32], host[32];
+        snprintf(id, sizeof(id), "p-%d", i);
+        snprintf(host, sizeof(host), "h-%d", i / 50);
+        Bo__ScheduledTask *t =
+            mk_task(id, mk_config("r", "e", "j", 0, false), i,
+                    i == bad ? (Bo__ScheduleStatus)99 : BO__SCHEDULE_STATUS__RUNNING, host);
+        if (pad > 0) {
+            bo_free(t->task_events[0]->message);
+            t->task_events[0]->message = bo_strdup(msg);
+        }
+        cfg.len = 0;
+        part.len = 0;
+        assert_int_equal(bo_snap_split_task(t, &cfg, &part), BO_OK);
+        if (i == 0) {
+            assert_int_equal(bo_snap_writer_add_config(w, cfg.data, cfg.len, &ci), BO_OK);
+        }
+        assert_int_equal(bo_snap_writer_add_task(w, ci, part.data, part.len), BO_OK);
+        protobuf_c_message_free_unpacked(&t->base, NULL);
+    }
+    Bo__Snapshot rest = BO__SNAPSHOT__INIT;
+    assert_int_equal(bo_snap_writer_set_rest(w, &rest), BO_OK);
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_snap_writer_finish(w, image, NULL, &err), BO_OK);
+    bo_snap_writer_free(w);
+    bo_free(msg);
+    bo_buf_release(&cfg);
+    bo_buf_release(&part);
+}
+
+/* A restore that fails while its inserter runs (a bad task found by the
+ * walk, or writes the disk refuses to the inserter) stops both threads,
+ * reports the cause and keeps the previous state. */
+static void test_restore_fails_mid_pipe(void **state)
+{
+    (void)state;
+    struct bo_buf image = BO_BUF_INIT;
+    image_of(5000, 3500, 0, &image);
+    struct bo_store *b = open_store("midpipe.db");
+    Bo__Transaction *t = txn_new();
+    txn_save_task(t, mk_task("keep", mk_config("z", "z", "z", 0, false), 0,
+                             BO__SCHEDULE_STATUS__RUNNING, "h-1"));
+    apply_ok(b, t, 1);
+    uint64_t before = digest_of(b);
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_store_restore(b, image.data, image.len, 2, &err), BO_ECORRUPT);
+    assert_non_null(strstr(err.msg, "snapshot task 3500: unknown status"));
+    assert_true(digest_of(b) == before);
+    assert_false(file_exists("midpipe.db.restore"));
+    bo_buf_release(&image);
+
+    /* 20,000 tasks of 2 KB each cannot fit under a 4 MB file size limit:
+     * the inserter's writes fail long before the index builds. */
+    image_of(20000, -1, 2048, &image);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = 4 << 20;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = bo_store_restore(b, image.data, image.len, 3, &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_not_equal(rc, BO_OK);
+    assert_int_equal(rc, BO_EIO);
+    assert_true(strstr(err.msg, "store task bodies") != NULL ||
+                strstr(err.msg, "insert task") != NULL);
+    assert_true(digest_of(b) == before);
+    assert_int_equal(bo_store_applied_index(b), 1);
+    assert_false(file_exists("midpipe.db.restore"));
+    /* The same image restores once the disk takes it. */
+    rc = bo_store_restore(b, image.data, image.len, 3, &err);
+    if (rc != BO_OK) {
+        fail_msg("restore: %s", bo_err_msg(&err, rc));
+    }
+    assert_int_equal(counts_of(b).tasks, 20000);
+    assert_int_equal(count_on_host(b, "h-399"), 50);
+    bo_buf_release(&image);
+    bo_store_close(b);
+}
+
 /* An image with `n` tasks of which the last repeats the id of task `dup`. */
 static void image_with_duplicate(int n, int dup, struct bo_buf *image)
 {
@@ -2520,6 +2664,8 @@ int main(void)
         cmocka_unit_test(test_export_restore),
         cmocka_unit_test(test_hosts_by_id),
         cmocka_unit_test(test_restore_duplicate_task_ids),
+        cmocka_unit_test(test_restore_chunks),
+        cmocka_unit_test(test_restore_fails_mid_pipe),
         cmocka_unit_test(test_restore_files),
         cmocka_unit_test(test_restore_interleaved),
         cmocka_unit_test(test_view_consistency),
