@@ -50,6 +50,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "storage/backup.h"
+#include "storage/iodefer.h"
 #include "storage/snapshot.h"
 
 #define ROLE_POLL_MS 10
@@ -73,6 +74,19 @@ struct image_job {
     struct bo_err err;
     bo_storage_done_cb cb;
     void *data;
+};
+
+/* What a taken snapshot leaves behind: its view and its image, let go on
+ * the thread pool. Closing the view unmaps its file mapping and freeing the
+ * image hands 46 MB back to the kernel: at a million tasks the two took
+ * 25 ms of the loop thread, a stall of every write in flight
+ * (docs/benchmarks.md, "Stall"). The view counts as open until the
+ * after-work callback closes it on the loop. */
+struct reap_job {
+    uv_work_t work;
+    struct bo_storage *s;
+    struct bo_store_view *view;
+    struct bo_buf image;
 };
 
 struct ckpt_job {
@@ -105,6 +119,7 @@ struct bo_storage {
     uv_check_t flush_check;
     uv_timer_t ckpt_timer;
     struct ckpt_job *ckpt;
+    unsigned reaps;   /* reap jobs queued and not yet called back */
     bool ckpt_finish; /* a checkpoint ended: finish it after the next flush */
     unsigned applies; /* raft_apply requests not yet called back */
     enum bo_storage_role role;
@@ -386,6 +401,55 @@ static void finish_snapshot_now(struct bo_storage *s, int status, const char *ms
     }
 }
 
+static void maybe_finish_close(struct bo_storage *s);
+
+static void reap_fn(void *p)
+{
+    struct reap_job *job = p;
+    bo_store_view_release(job->view);
+    bo_buf_release(&job->image);
+}
+
+static void reap_work(uv_work_t *work)
+{
+    run_low_priority(reap_fn, work->data);
+}
+
+static void reap_after_work(uv_work_t *work, int status)
+{
+    (void)status;
+    struct reap_job *job = work->data;
+    struct bo_storage *s = job->s;
+    bo_store_view_close(job->view); /* released already: bookkeeping only */
+    bo_buf_release(&job->image);    /* if the work was canceled */
+    bo_free(job);
+    s->reaps--;
+    if (s->closing) {
+        maybe_finish_close(s);
+    }
+}
+
+/* Let go of `view` and `image` off the loop, or here if the pool refuses. */
+static void reap(struct bo_storage *s, struct bo_store_view *view, struct bo_buf *image)
+{
+    struct reap_job *job = bo_calloc(1, sizeof(*job));
+    if (job != NULL) {
+        job->s = s;
+        job->view = view;
+        job->image = *image;
+        *image = (struct bo_buf)BO_BUF_INIT;
+        job->work.data = job;
+        if (uv_queue_work(s->loop, &job->work, reap_work, reap_after_work) == 0) {
+            s->reaps++;
+            return;
+        }
+        *image = job->image;
+        bo_free(job);
+    }
+    bo_store_view_close(view);
+    bo_buf_release(image);
+}
+
 static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct bo_storage *s = fsm->data;
@@ -395,13 +459,10 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
         raft_free(s->snap_bufs);
         s->snap_bufs = NULL;
     }
-    bo_buf_release(&s->snap_image);
     *bufs = NULL;
     *n_bufs = 0;
-    if (s->snap_view != NULL) {
-        bo_store_view_close(s->snap_view);
-        s->snap_view = NULL;
-    }
+    reap(s, s->snap_view, &s->snap_image);
+    s->snap_view = NULL;
     if (s->snap_rv == BO_OK) {
         s->stats.snapshots_taken++;
         s->stats.last_snapshot_bytes = bytes;
@@ -466,8 +527,6 @@ static void flush_check_cb(uv_check_t *h)
 
 /* WAL checkpoints run on the thread pool so the loop never copies pages into
  * the database file itself (store.h, "Checkpoints"). */
-static void maybe_finish_close(struct bo_storage *s);
-
 static void ckpt_fn(void *p)
 {
     struct ckpt_job *job = p;
@@ -780,6 +839,8 @@ static void backup_work(uv_work_t *work)
                               .image = &image,
                               .err = &job->err};
     run_low_priority(build_image_fn, &args);
+    /* Closing the view unmaps its mapping: here, not on the loop (reap). */
+    bo_store_view_release(job->view);
     job->rv = args.rv;
     if (job->rv == BO_OK) {
         job->rv = bo_backup_write(job->s->backup_dir, job->name, image.data, image.len, &job->err);
@@ -1065,6 +1126,7 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
     if (s == NULL) {
         return bo_errf(err, BO_ENOMEM, "storage: out of memory");
     }
+    bo_iodefer_init(); /* raft's io_destroy off this loop (iodefer.h) */
     s->loop = loop;
     s->cfg = *cfg;
     s->data_dir = bo_strdup(cfg->data_dir);
@@ -1229,7 +1291,7 @@ err_after_alloc:
  * in bo_storage_free, which the owner calls once the loop has run dry. */
 static void maybe_finish_close(struct bo_storage *s)
 {
-    if (s->closing_pending > 0 || s->backup != NULL || s->ckpt != NULL) {
+    if (s->closing_pending > 0 || s->backup != NULL || s->ckpt != NULL || s->reaps > 0) {
         return;
     }
     bo_storage_close_cb cb = s->close_cb;
