@@ -556,8 +556,11 @@ struct bo_snap_writer {
 #define STREAM_PREFIX (BO_SNAP_HEADER_SIZE + WRAP_MAX + HEAD_FRAME_MAX)
 
 /* Workers of a streaming compression: the export runs on the calling thread
- * meanwhile, so compression and reading the store overlap. */
-#define STREAM_WORKERS 2
+ * meanwhile, so compression and reading the store overlap. One is enough on
+ * two cores (a million tasks in 0.85 s with one or two) and leaves the
+ * event loop a core: with two, commits during a snapshot waited 4-6 ms at
+ * the median instead of 2-3 (docs/benchmarks.md, "Stall"). */
+#define STREAM_WORKERS 1
 
 static int stream_fail(struct bo_snap_writer *w, size_t code)
 {
