@@ -3,8 +3,15 @@
  *
  *   bench-storage sizes    [gen options]          the seeds' size table
  *   bench-storage snapshot [gen options] --dir D  snapshot creation, restore, RSS per task
- *   bench-storage write    --dir D [--per-txn K] [--inflight C] [--seconds S]
- *   bench-storage stall    [gen options] --dir D [--seconds S]
+ *   bench-storage write    --dir D [--kind new|change] [--per-txn K] [--inflight C]
+ *                          [--seconds S] [gen options]
+ *       new: each transaction saves new tasks, each with its config (a store
+ *       that starts empty); change: each one changes the state of tasks of
+ *       a loaded --tasks state, as the scheduler logs a transition
+ *   bench-storage stall    [gen options] --dir D [--seconds S] [--rate R] [--inflight C]
+ *       --rate R: writes are due R times a second on a fixed schedule (at
+ *       most C in flight; latency counts from when a write was due), not
+ *       C in flight all the time
  *   bench-storage gen-image [gen options] --dir FILE   write a generated state as an image
  *   gen options: --tasks N --jobs J --configs R --hosts H --runs K
  *
@@ -42,6 +49,8 @@ struct opts {
     unsigned inflight;
     double seconds;
     unsigned runs;
+    bool change; /* write: state changes of loaded tasks, not new tasks */
+    double rate; /* writes a second on a fixed schedule; 0: `inflight` always */
 };
 
 static double now_s(void)
@@ -367,6 +376,8 @@ struct load {
     struct bo_gen g;
     struct bo_gen_arena arena;
     uv_timer_t tick;
+    uv_timer_t pace; /* rate > 0: submits what is due, every millisecond */
+    double next_due; /* rate > 0: when the next write is due */
     uint64_t next;
     unsigned outstanding;
     bool stopping, closed;
@@ -374,8 +385,10 @@ struct load {
     /* latencies by submit time */
     double *lat, *at;
     size_t n_lat, cap_lat;
-    /* stall: load a big state, run, snapshot while running */
-    bool stall;
+    uint64_t entry_bytes; /* encoded transactions submitted, summed */
+    /* stall: load a big state, run, snapshot while running; state changes
+     * load it too, to change its tasks */
+    bool stall, preload;
     enum { PH_WAIT_LEADER, PH_LOADING, PH_RUNNING, PH_SNAPSHOT } phase;
     struct bo_buf image;
     bool snap_done;
@@ -424,18 +437,28 @@ static void pump(struct load *l)
         if (l->outstanding == 0 && !l->closed) {
             l->closed = true;
             uv_close((uv_handle_t *)&l->tick, NULL);
+            uv_close((uv_handle_t *)&l->pace, NULL);
             bo_storage_close(l->s, closed);
         }
         return;
     }
-    while (l->outstanding < l->o->inflight) {
+    double now = l->o->rate > 0 ? now_s() : 0;
+    while (l->outstanding < l->o->inflight && (l->o->rate == 0 || l->next_due <= now)) {
         Bo__Transaction *txn;
-        if (bo_gen_txn_save_tasks(&l->g, l->next, l->o->per_txn, &l->arena, &txn) != BO_OK) {
+        int grv = l->o->change
+                      ? bo_gen_txn_save_task_states(&l->g, l->next, l->o->per_txn,
+                                                    l->next / l->g.p.tasks, &l->arena, &txn)
+                      : bo_gen_txn_save_tasks(&l->g, l->next, l->o->per_txn, &l->arena, &txn);
+        if (grv != BO_OK) {
             die("gen txn", BO_ENOMEM, NULL);
         }
+        l->entry_bytes += protobuf_c_message_get_packed_size(&txn->base);
         struct wr *r = bo_malloc(sizeof(*r));
         r->l = l;
-        r->t0 = now_s();
+        /* On a schedule, latency counts from when the write was due: a write
+         * held back by a full window waited as much as any other. */
+        r->t0 = l->o->rate > 0 ? l->next_due : now_s();
+        l->next_due += l->o->rate > 0 ? 1.0 / l->o->rate : 0;
         struct bo_err err = BO_ERR_INIT;
         int rv = bo_storage_write(l->s, &r->w, txn, write_done, &err);
         bo_gen_arena_reset(&l->arena);
@@ -445,6 +468,22 @@ static void pump(struct load *l)
         l->next += l->o->per_txn;
         l->outstanding++;
     }
+}
+
+static void pace_cb(uv_timer_t *t)
+{
+    pump(t->data);
+}
+
+static void start_running(struct load *l, double now)
+{
+    l->phase = PH_RUNNING;
+    l->t_start = now;
+    l->next_due = now;
+    if (l->o->rate > 0) {
+        uv_timer_start(&l->pace, pace_cb, 1, 1);
+    }
+    pump(l);
 }
 
 static void snap_done_cb(struct bo_storage *s, int status, const char *msg, void *data)
@@ -468,9 +507,7 @@ static void loaded_cb(struct bo_storage_write *req, int status, const char *msg)
         exit(1);
     }
     bo_buf_release(&l->image);
-    l->phase = PH_RUNNING;
-    l->t_start = now_s();
-    pump(l);
+    start_running(l, now_s());
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -487,10 +524,8 @@ static void tick_cb(uv_timer_t *t)
         if (bo_storage_role(l->s) != BO_ROLE_LEADER) {
             return;
         }
-        if (!l->stall) {
-            l->phase = PH_RUNNING;
-            l->t_start = now;
-            pump(l);
+        if (!l->preload) {
+            start_running(l, now);
             return;
         }
         /* The big state goes through the log as one entry, as a recovery
@@ -556,7 +591,8 @@ static void run_load(struct load *l, const struct opts *o, bool stall)
     l->at = bo_calloc(l->cap_lat, sizeof(double));
     init_gen(&l->g, o);
     l->stall = stall;
-    if (stall) {
+    l->preload = stall || o->change;
+    if (l->preload) {
         struct bo_snap_stats st;
         build_image(&l->g, true, BO_CODEC_ZSTD, &l->image, &st);
     }
@@ -568,6 +604,8 @@ static void run_load(struct load *l, const struct opts *o, bool stall)
     }
     uv_timer_init(&l->loop, &l->tick);
     l->tick.data = l;
+    uv_timer_init(&l->loop, &l->pace);
+    l->pace.data = l;
     uv_timer_start(&l->tick, tick_cb, 0, 5);
     uv_run(&l->loop, UV_RUN_DEFAULT);
     bo_storage_free(l->s);
@@ -583,11 +621,13 @@ static int cmd_write(const struct opts *o)
     run_load(&l, o, false);
     double secs = l.t_end - l.t_start;
     double p50 = percentile(l.lat, l.n_lat, 0.50), p99 = percentile(l.lat, l.n_lat, 0.99);
-    printf("{\"per_txn\": %u, \"inflight\": %u, \"commits\": %" PRIu64 ", \"seconds\": %.2f"
-           ", \"commits_per_s\": %.0f, \"tasks_per_s\": %.0f, \"p50_ms\": %.3f, \"p99_ms\": %.3f"
-           ", \"failed\": %d}\n",
-           o->per_txn, o->inflight, l.committed, secs, (double)l.committed / secs,
-           (double)l.committed * o->per_txn / secs, p50, p99, l.failed);
+    uint64_t submitted = l.committed + (uint64_t)l.failed + l.outstanding;
+    printf("{\"kind\": \"%s\", \"per_txn\": %u, \"inflight\": %u, \"commits\": %" PRIu64
+           ", \"seconds\": %.2f, \"commits_per_s\": %.0f, \"tasks_per_s\": %.0f"
+           ", \"p50_ms\": %.3f, \"p99_ms\": %.3f, \"entry_bytes\": %" PRIu64 ", \"failed\": %d}\n",
+           o->change ? "change" : "new", o->per_txn, o->inflight, l.committed, secs,
+           (double)l.committed / secs, (double)l.committed * o->per_txn / secs, p50, p99,
+           submitted ? l.entry_bytes / submitted : 0, l.failed);
     bo_free(l.lat);
     bo_free(l.at);
     return l.failed ? 1 : 0;
@@ -615,10 +655,15 @@ static int cmd_stall(const struct opts *o)
     for (size_t i = 0; i < nb; i++) {
         maxb = base[i] > maxb ? base[i] : maxb;
     }
-    printf("{\"tasks\": %" PRIu64 ", \"snapshot_window_s\": %.3f, \"writes_during\": %zu"
-           ", \"commit_p99_ms\": %.3f, \"commit_max_ms\": %.3f"
-           ", \"stall_p99_ms\": %.3f, \"stall_max_ms\": %.3f}\n",
-           o->gen.tasks, l.snap_t1 - l.snap_t0, nd, percentile(base, nb, 0.99), maxb,
+    double window = l.snap_t1 - l.snap_t0, before = l.snap_t0 - l.t_start;
+    printf("{\"tasks\": %" PRIu64 ", \"rate\": %.0f, \"inflight\": %u"
+           ", \"snapshot_window_s\": %.3f, \"writes_during\": %zu"
+           ", \"writes_per_s_before\": %.0f, \"writes_per_s_during\": %.0f"
+           ", \"commit_p50_ms\": %.3f, \"commit_p99_ms\": %.3f, \"commit_max_ms\": %.3f"
+           ", \"stall_p50_ms\": %.3f, \"stall_p99_ms\": %.3f, \"stall_max_ms\": %.3f}\n",
+           o->gen.tasks, o->rate, o->inflight, window, nd, before > 0 ? (double)nb / before : 0,
+           window > 0 ? (double)nd / window : 0, percentile(base, nb, 0.50),
+           percentile(base, nb, 0.99), maxb, percentile(during, nd, 0.50),
            percentile(during, nd, 0.99), maxd);
     bo_free(base);
     bo_free(during);
@@ -631,7 +676,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench-storage sizes|snapshot|write|stall [--tasks N] [--jobs J]\n"
                     "       [--configs R] [--hosts H] [--runs K] [--dir D] [--per-txn K]\n"
-                    "       [--inflight C] [--seconds S]\n");
+                    "       [--inflight C] [--seconds S] [--kind new|change] [--rate R]\n");
 }
 
 int main(int argc, char **argv)
@@ -644,7 +689,8 @@ int main(int argc, char **argv)
         {"configs", required_argument, NULL, 'r'}, {"hosts", required_argument, NULL, 'h'},
         {"runs", required_argument, NULL, 'k'},    {"dir", required_argument, NULL, 'd'},
         {"per-txn", required_argument, NULL, 'p'}, {"inflight", required_argument, NULL, 'c'},
-        {"seconds", required_argument, NULL, 's'}, {NULL, 0, NULL, 0},
+        {"seconds", required_argument, NULL, 's'}, {"kind", required_argument, NULL, 'K'},
+        {"rate", required_argument, NULL, 'R'},    {NULL, 0, NULL, 0},
     };
     if (argc < 2) {
         usage();
@@ -684,6 +730,16 @@ int main(int argc, char **argv)
             break;
         case 's':
             o.seconds = strtod(optarg, NULL);
+            break;
+        case 'R':
+            o.rate = strtod(optarg, NULL);
+            break;
+        case 'K':
+            if (strcmp(optarg, "change") != 0 && strcmp(optarg, "new") != 0) {
+                usage();
+                return 2;
+            }
+            o.change = strcmp(optarg, "change") == 0;
             break;
         default:
             usage();

@@ -1341,3 +1341,54 @@ int bo_gen_txn_save_tasks(const struct bo_gen *g, uint64_t first, unsigned k,
     *out = txn;
     return BO_OK;
 }
+
+int bo_gen_txn_save_task_states(const struct bo_gen *g, uint64_t first, unsigned k, uint64_t round,
+                                struct bo_gen_arena *a, Bo__Transaction **out)
+{
+    size_t ptrs;
+    if (k == 0 || bo_mul_overflows(k, sizeof(void *), &ptrs))
+        return BO_EINVAL;
+    int rc = ga_reserve(a, ptrs + 512);
+    if (rc != BO_OK)
+        return rc;
+    Bo__Transaction *txn = GA_NEW(a, Bo__Transaction, BO__TRANSACTION__INIT);
+    Bo__Op *op = GA_NEW(a, Bo__Op, BO__OP__INIT);
+    Bo__SaveTaskStates *st = GA_NEW(a, Bo__SaveTaskStates, BO__SAVE_TASK_STATES__INIT);
+    st->tasks = GA_ARRAY(a, Bo__ScheduledTask *, k);
+    txn->ops = GA_ARRAY(a, Bo__Op *, 1);
+    txn->ops[0] = op;
+    txn->n_ops = 1;
+    txn->schema_version = 1;
+    op->op_case = BO__OP__OP_SAVE_TASK_STATES;
+    op->save_task_states = st;
+    for (unsigned m = 0; m < k; m++) {
+        Bo__ScheduledTask *t;
+        rc = build_task(g, (first + m) % g->p.tasks, false, a, &t);
+        if (rc != BO_OK)
+            return rc;
+        rc = ga_reserve(a, 256 + (t->n_task_events + 1) * sizeof(void *));
+        if (rc != BO_OK)
+            return rc;
+        /* Even rounds move a task off its generated status, odd ones back,
+         * each with its event, as the scheduler logs a transition. */
+        Bo__ScheduleStatus to = t->status;
+        if (round % 2 == 0)
+            to = t->status == BO__SCHEDULE_STATUS__RUNNING ? BO__SCHEDULE_STATUS__KILLING
+                                                           : BO__SCHEDULE_STATUS__RUNNING;
+        Bo__TaskEvent **evs = GA_ARRAY(a, Bo__TaskEvent *, t->n_task_events + 1);
+        memcpy(evs, t->task_events, t->n_task_events * sizeof(*evs));
+        Bo__TaskEvent *ev = GA_NEW(a, Bo__TaskEvent, BO__TASK_EVENT__INIT);
+        ev->timestamp_ms = g->now_ms + (int64_t)round;
+        ev->status = to;
+        ev->message = (char *)"bench: state change";
+        ev->scheduler = t->n_task_events ? t->task_events[0]->scheduler : (char *)"";
+        evs[t->n_task_events] = ev;
+        t->task_events = evs;
+        t->n_task_events++;
+        t->status = to;
+        st->tasks[m] = t;
+    }
+    st->n_tasks = k;
+    *out = txn;
+    return BO_OK;
+}

@@ -126,4 +126,11 @@ int bo_gen_rest(const struct bo_gen *g, struct bo_gen_arena *a, Bo__Snapshot **o
 int bo_gen_txn_save_tasks(const struct bo_gen *g, uint64_t first, unsigned k,
                           struct bo_gen_arena *a, Bo__Transaction **out);
 
+/* A write as the scheduler logs task transitions: one SaveTaskStates op
+ * holding tasks first, first+1, ... (k of them, wrapping at N) without
+ * their configs, each with a new status and one more event. Round r moves
+ * the tasks off their generated status when even, back when odd. */
+int bo_gen_txn_save_task_states(const struct bo_gen *g, uint64_t first, unsigned k, uint64_t round,
+                                struct bo_gen_arena *a, Bo__Transaction **out);
+
 #endif
