@@ -172,10 +172,11 @@ static const char schema_task_indexes[] =
 
 /* ----------------------------------------------------- statement cache ---- */
 
-#define RESTORE_BATCH 16
+#define RESTORE_BATCH 64
 #define ROWS2(r)      r ", " r
 #define ROWS4(r)      ROWS2(r) ", " ROWS2(r)
 #define ROWS16(r)     ROWS4(r) ", " ROWS4(r) ", " ROWS4(r) ", " ROWS4(r)
+#define ROWS64(r)     ROWS16(r) ", " ROWS16(r) ", " ROWS16(r) ", " ROWS16(r)
 
 enum stmt_id {
     S_BEGIN,
@@ -299,9 +300,9 @@ static const char *const stmt_sql[S_COUNT] = {
     /* A restore inserts tasks RESTORE_BATCH at a time (one step for many
      * rows: most of an insert's cost is the step, not the row). */
     [S_TASK_INSERT_MANY] = "INSERT INTO tasks(id, task_id, job_id, instance_id, status, host_id,"
-                           " config_id) VALUES" ROWS16("(?, ?, ?, ?, ?, ?, ?)"),
+                           " config_id) VALUES" ROWS64("(?, ?, ?, ?, ?, ?, ?)"),
     [S_BODY_INSERT_MANY] =
-        "INSERT INTO task_bodies(id, config_id, body) VALUES" ROWS16("(?, ?, ?)"),
+        "INSERT INTO task_bodies(id, config_id, body) VALUES" ROWS64("(?, ?, ?)"),
     /* SQLite rewrites the entry of every index on a column the SET names,
      * changed or not: a status change names only what it changes. */
     [S_TASK_SET_STATUS] = "UPDATE tasks SET status = ?2 WHERE id = ?1",

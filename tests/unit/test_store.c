@@ -2195,7 +2195,7 @@ static void image_with_duplicate(int n, int dup, struct bo_buf *image)
 static void test_restore_duplicate_task_ids(void **state)
 {
     (void)state;
-    const int sizes[][2] = {{2, 0}, {17, 3}, {40, 38}};
+    const int sizes[][2] = {{2, 0}, {17, 3}, {65, 3}, {130, 128}};
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         struct bo_buf image = BO_BUF_INIT;
         image_with_duplicate(sizes[k][0], sizes[k][1], &image);
