@@ -2836,9 +2836,16 @@ static int open_main(struct bo_store *st, struct bo_err *err)
                         * Reads through a mapping: a page not in the cache
                         * costs no pread copy (writes still go to the WAL);
                         * state changes at a million tasks went from 9,300
-                        * to 11,400-13,300 a second. */
+                        * to 11,400-13,300 a second. The cache then holds
+                        * the pages being written, and a small one pays: a
+                        * commit after a B-tree page split walks the cache's
+                        * whole hash table (SQLite 3.40 swaps pages through
+                        * the lock-byte page's number, far past the file's
+                        * end, and each commit truncates the cache to the
+                        * file's size), 5-10% of the loop with 64 MiB; 8 MiB
+                        * wrote 9-23% more a second (docs/benchmarks.md). */
                        "PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL;"
-                       " PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;"
+                       " PRAGMA cache_size=-8192; PRAGMA foreign_keys=OFF;"
                        " PRAGMA temp_store=MEMORY; PRAGMA mmap_size=2147418112;",
                        err);
     if (rc != BO_OK) {
