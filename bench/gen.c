@@ -1313,8 +1313,9 @@ int bo_gen_rest(const struct bo_gen *g, struct bo_gen_arena *a, Bo__Snapshot **o
 
 /* ---------------------------------------------------------- transactions ---- */
 
-int bo_gen_txn_save_tasks(const struct bo_gen *g, uint64_t first, unsigned k,
-                          struct bo_gen_arena *a, Bo__Transaction **out)
+/* A transaction of one op with room for k task pointers, all in `a`. */
+static int txn_one_op(unsigned k, Bo__Op__OpCase c, struct bo_gen_arena *a, Bo__Transaction **txn,
+                      Bo__Op **op, Bo__ScheduledTask ***tasks)
 {
     size_t ptrs;
     if (k == 0 || bo_mul_overflows(k, sizeof(void *), &ptrs))
@@ -1322,15 +1323,28 @@ int bo_gen_txn_save_tasks(const struct bo_gen *g, uint64_t first, unsigned k,
     int rc = ga_reserve(a, ptrs + 512);
     if (rc != BO_OK)
         return rc;
-    Bo__Transaction *txn = GA_NEW(a, Bo__Transaction, BO__TRANSACTION__INIT);
-    Bo__Op *op = GA_NEW(a, Bo__Op, BO__OP__INIT);
+    *txn = GA_NEW(a, Bo__Transaction, BO__TRANSACTION__INIT);
+    *op = GA_NEW(a, Bo__Op, BO__OP__INIT);
+    *tasks = GA_ARRAY(a, Bo__ScheduledTask *, k);
+    (*txn)->ops = GA_ARRAY(a, Bo__Op *, 1);
+    (*txn)->ops[0] = *op;
+    (*txn)->n_ops = 1;
+    (*txn)->schema_version = 1;
+    (*op)->op_case = c;
+    return BO_OK;
+}
+
+int bo_gen_txn_save_tasks(const struct bo_gen *g, uint64_t first, unsigned k,
+                          struct bo_gen_arena *a, Bo__Transaction **out)
+{
+    Bo__Transaction *txn;
+    Bo__Op *op;
+    Bo__ScheduledTask **tasks;
+    int rc = txn_one_op(k, BO__OP__OP_SAVE_TASKS, a, &txn, &op, &tasks);
+    if (rc != BO_OK)
+        return rc;
     Bo__SaveTasks *st = GA_NEW(a, Bo__SaveTasks, BO__SAVE_TASKS__INIT);
-    st->tasks = GA_ARRAY(a, Bo__ScheduledTask *, k);
-    txn->ops = GA_ARRAY(a, Bo__Op *, 1);
-    txn->ops[0] = op;
-    txn->n_ops = 1;
-    txn->schema_version = 1;
-    op->op_case = BO__OP__OP_SAVE_TASKS;
+    st->tasks = tasks;
     op->save_tasks = st;
     for (unsigned m = 0; m < k; m++) {
         rc = build_task(g, (first + m) % g->p.tasks, true, a, &st->tasks[m]);
@@ -1345,21 +1359,14 @@ int bo_gen_txn_save_tasks(const struct bo_gen *g, uint64_t first, unsigned k,
 int bo_gen_txn_save_task_states(const struct bo_gen *g, uint64_t first, unsigned k, uint64_t round,
                                 struct bo_gen_arena *a, Bo__Transaction **out)
 {
-    size_t ptrs;
-    if (k == 0 || bo_mul_overflows(k, sizeof(void *), &ptrs))
-        return BO_EINVAL;
-    int rc = ga_reserve(a, ptrs + 512);
+    Bo__Transaction *txn;
+    Bo__Op *op;
+    Bo__ScheduledTask **tasks;
+    int rc = txn_one_op(k, BO__OP__OP_SAVE_TASK_STATES, a, &txn, &op, &tasks);
     if (rc != BO_OK)
         return rc;
-    Bo__Transaction *txn = GA_NEW(a, Bo__Transaction, BO__TRANSACTION__INIT);
-    Bo__Op *op = GA_NEW(a, Bo__Op, BO__OP__INIT);
     Bo__SaveTaskStates *st = GA_NEW(a, Bo__SaveTaskStates, BO__SAVE_TASK_STATES__INIT);
-    st->tasks = GA_ARRAY(a, Bo__ScheduledTask *, k);
-    txn->ops = GA_ARRAY(a, Bo__Op *, 1);
-    txn->ops[0] = op;
-    txn->n_ops = 1;
-    txn->schema_version = 1;
-    op->op_case = BO__OP__OP_SAVE_TASK_STATES;
+    st->tasks = tasks;
     op->save_task_states = st;
     for (unsigned m = 0; m < k; m++) {
         Bo__ScheduledTask *t;

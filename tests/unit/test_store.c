@@ -2067,9 +2067,10 @@ static void test_restore_chunks(void **state)
     }
 }
 
-/* An image of `n` tasks on hosts of 50 tasks each; task `bad` (if >= 0)
- * has a status no store knows; each task's event message is `pad` bytes. */
-static void image_of(int n, int bad, size_t pad, struct bo_buf *image)
+/* An image of `n` tasks on hosts of 50 tasks each; the last task repeats
+ * the id of task `dup` (if >= 0), task `bad` (if >= 0) has a status no store
+ * knows, each task's event message is `pad` bytes. */
+static void image_of(int n, int dup, int bad, size_t pad, struct bo_buf *image)
 {
     struct bo_snap_writer *w = NULL;
     assert_int_equal(bo_snap_writer_new(true, BO_CODEC_ZSTD, 0, &w), BO_OK);
@@ -2081,7 +2082,7 @@ static void image_of(int n, int bad, size_t pad, struct bo_buf *image)
     uint32_t ci = 0;
     for (int i = 0; i < n; i++) {
         char id[32], host[32];
-        snprintf(id, sizeof(id), "p-%d", i);
+        snprintf(id, sizeof(id), "p-%d", dup >= 0 && i == n - 1 ? dup : i);
         snprintf(host, sizeof(host), "h-%d", i / 50);
         Bo__ScheduledTask *t =
             mk_task(id, mk_config("r", "e", "j", 0, false), i,
@@ -2116,7 +2117,7 @@ static void test_restore_fails_mid_pipe(void **state)
 {
     (void)state;
     struct bo_buf image = BO_BUF_INIT;
-    image_of(5000, 3500, 0, &image);
+    image_of(5000, -1, 3500, 0, &image);
     struct bo_store *b = open_store("midpipe.db");
     Bo__Transaction *t = txn_new();
     txn_save_task(t, mk_task("keep", mk_config("z", "z", "z", 0, false), 0,
@@ -2132,7 +2133,7 @@ static void test_restore_fails_mid_pipe(void **state)
 
     /* 20,000 tasks of 2 KB each cannot fit under a 4 MB file size limit:
      * the inserter's writes fail long before the index builds. */
-    image_of(20000, -1, 2048, &image);
+    image_of(20000, -1, -1, 2048, &image);
     struct rlimit old, lim;
     assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
     void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
@@ -2160,36 +2161,6 @@ static void test_restore_fails_mid_pipe(void **state)
     bo_store_close(b);
 }
 
-/* An image with `n` tasks of which the last repeats the id of task `dup`. */
-static void image_with_duplicate(int n, int dup, struct bo_buf *image)
-{
-    struct bo_snap_writer *w = NULL;
-    assert_int_equal(bo_snap_writer_new(true, BO_CODEC_ZSTD, 0, &w), BO_OK);
-    struct bo_buf cfg = BO_BUF_INIT, part = BO_BUF_INIT;
-    uint32_t ci = 0;
-    for (int i = 0; i < n; i++) {
-        char id[32];
-        snprintf(id, sizeof(id), "d-%d", i == n - 1 ? dup : i);
-        Bo__ScheduledTask *t =
-            mk_task(id, mk_config("r", "e", "j", 0, false), i, BO__SCHEDULE_STATUS__RUNNING, "h");
-        cfg.len = 0;
-        part.len = 0;
-        assert_int_equal(bo_snap_split_task(t, &cfg, &part), BO_OK);
-        if (i == 0) {
-            assert_int_equal(bo_snap_writer_add_config(w, cfg.data, cfg.len, &ci), BO_OK);
-        }
-        assert_int_equal(bo_snap_writer_add_task(w, ci, part.data, part.len), BO_OK);
-        protobuf_c_message_free_unpacked(&t->base, NULL);
-    }
-    Bo__Snapshot rest = BO__SNAPSHOT__INIT;
-    assert_int_equal(bo_snap_writer_set_rest(w, &rest), BO_OK);
-    struct bo_err err = BO_ERR_INIT;
-    assert_int_equal(bo_snap_writer_finish(w, image, NULL, &err), BO_OK);
-    bo_snap_writer_free(w);
-    bo_buf_release(&cfg);
-    bo_buf_release(&part);
-}
-
 /* A task id twice in an image is refused, in a fresh file or in place, and
  * the previous state stays. Sizes around the restore's insert batch. */
 static void test_restore_duplicate_task_ids(void **state)
@@ -2198,7 +2169,7 @@ static void test_restore_duplicate_task_ids(void **state)
     const int sizes[][2] = {{2, 0}, {17, 3}, {65, 3}, {130, 128}};
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
         struct bo_buf image = BO_BUF_INIT;
-        image_with_duplicate(sizes[k][0], sizes[k][1], &image);
+        image_of(sizes[k][0], sizes[k][1], -1, 0, &image);
         for (int in_place = 0; in_place <= 1; in_place++) {
             struct bo_store *b = open_store("dup.db");
             Bo__Transaction *t = txn_new();
@@ -2224,7 +2195,7 @@ static void test_restore_duplicate_task_ids(void **state)
         bo_buf_release(&image);
     }
     struct bo_buf image = BO_BUF_INIT;
-    image_with_duplicate(40, 39, &image); /* the last task is itself: no repeat */
+    image_of(40, 39, -1, 0, &image); /* the last task is itself: no repeat */
     struct bo_store *b = open_store("dup.db");
     struct bo_err err = BO_ERR_INIT;
     int rc = bo_store_restore(b, image.data, image.len, 2, &err);
@@ -2232,7 +2203,7 @@ static void test_restore_duplicate_task_ids(void **state)
         fail_msg("restore: %s", bo_err_msg(&err, rc));
     }
     assert_int_equal(counts_of(b).tasks, 40);
-    assert_int_equal(count_on_host(b, "h"), 40);
+    assert_int_equal(count_on_host(b, "h-0"), 40);
     bo_store_close(b);
     bo_buf_release(&image);
 }
