@@ -83,7 +83,7 @@ static void test_ring_full(void **state)
 {
     (void)state;
     bo_iodefer_init();
-    enum { N = 200 };
+    enum { N = 100 };
     aio_context_t ctx[N];
     for (int i = 0; i < N; i++) {
         ctx[i] = setup_ctx();
