@@ -3409,12 +3409,19 @@ int bo_store_ckpt_run(struct bo_store_ckpt *k, struct bo_err *err)
  * to close the gap. */
 #define BO_CKPT_FINISH_MAX_FRAMES 512
 
+/* Frames committed since the last checkpoint copied its share; all of them
+ * if the WAL has started over since (it is shorter than what was copied). */
+static int ckpt_left(const struct bo_store *st)
+{
+    return st->wal_frames >= st->ckpt_done ? st->wal_frames - st->ckpt_done : st->wal_frames;
+}
+
 int bo_store_ckpt_finish(struct bo_store *st, struct bo_err *err)
 {
     if (st->main.db == NULL || st->group_open || !st->group_commit) {
         return BO_OK;
     }
-    int left = st->wal_frames > st->ckpt_done ? st->wal_frames - st->ckpt_done : st->wal_frames;
+    int left = ckpt_left(st);
     if (left == 0 || left > BO_CKPT_FINISH_MAX_FRAMES) {
         return BO_OK;
     }
@@ -3423,6 +3430,11 @@ int bo_store_ckpt_finish(struct bo_store *st, struct bo_err *err)
         return sql_fail(st->main.db, rc, err, "checkpoint");
     }
     return BO_OK;
+}
+
+bool bo_store_ckpt_behind(const struct bo_store *st)
+{
+    return ckpt_left(st) > BO_CKPT_FINISH_MAX_FRAMES;
 }
 
 void bo_store_ckpt_close(struct bo_store_ckpt *k)

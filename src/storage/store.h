@@ -101,6 +101,11 @@ void bo_store_ckpt_close(struct bo_store_ckpt *ckpt);
  * are few, so that the WAL starts over at the next commit instead of
  * growing. Does nothing when a group is open or the gap is large. */
 int bo_store_ckpt_finish(struct bo_store *st, struct bo_err *err);
+/* True if more frames wait to be copied than bo_store_ckpt_finish copies:
+ * the owner should run the next checkpoint at once rather than on its timer,
+ * or the gap never closes under steady writes and the WAL never starts
+ * over. */
+bool bo_store_ckpt_behind(const struct bo_store *st);
 
 /* Last applied log index (0 for an empty store). */
 uint64_t bo_store_applied_index(const struct bo_store *st);

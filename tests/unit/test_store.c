@@ -848,6 +848,51 @@ static void test_wal_restarts(void **state)
     }
 }
 
+/* bo_store_ckpt_behind says when more frames wait than a finish copies, so
+ * the owner runs the next checkpoint at once: true after a big group, false
+ * once a checkpoint has copied it, true again when a group lands while a
+ * checkpoint runs and leaves more than the finish would copy. */
+static void test_ckpt_behind(void **state)
+{
+    (void)state;
+    struct bo_store *st = open_store("behind.db");
+    bo_store_set_group_commit(st, true);
+    struct bo_err err = BO_ERR_INIT;
+    uint64_t index = 1;
+    assert_false(bo_store_ckpt_behind(st));
+    for (int round = 0; round < 2; round++) {
+        /* 4,000 tasks of ~1 KB in one group: ~1,000 frames, over 512. */
+        for (int i = 0; i < 4000; i++) {
+            char id[32];
+            snprintf(id, sizeof(id), "b-%d-%d", round, i);
+            Bo__ScheduledTask *task = mk_task(id, mk_config("www", "prod", "b", 0, false), i,
+                                              BO__SCHEDULE_STATUS__RUNNING, "h");
+            bo_free(task->task_events[0]->message);
+            task->task_events[0]->message = bo_calloc(1001, 1);
+            memset(task->task_events[0]->message, 'm', 1000);
+            Bo__Transaction *t = txn_new();
+            txn_save_task(t, task);
+            apply_ok(st, t, index++);
+        }
+        struct bo_store_ckpt *k;
+        assert_int_equal(bo_store_ckpt_open(st, &k, &err), BO_OK);
+        if (round == 1) {
+            /* The group lands after the checkpoint ran: it is left over. */
+            assert_int_equal(bo_store_ckpt_run(k, &err), BO_OK);
+            bo_store_ckpt_close(k);
+            assert_int_equal(bo_store_flush(st, &err), BO_OK);
+            assert_true(bo_store_ckpt_behind(st));
+            break;
+        }
+        assert_int_equal(bo_store_flush(st, &err), BO_OK);
+        assert_true(bo_store_ckpt_behind(st));
+        assert_int_equal(bo_store_ckpt_run(k, &err), BO_OK);
+        bo_store_ckpt_close(k);
+        assert_false(bo_store_ckpt_behind(st));
+    }
+    bo_store_close(st);
+}
+
 /* With group commit the applied index is written by the flush: a view (which
  * reads it from the file) sees the last applied entry's, and an entry the
  * store rejected in the group does not move it. */
@@ -2617,6 +2662,7 @@ int main(void)
         cmocka_unit_test(test_config_dedup),
         cmocka_unit_test(test_config_canonical_fast_path),
         cmocka_unit_test(test_wal_restarts),
+        cmocka_unit_test(test_ckpt_behind),
         cmocka_unit_test(test_group_index),
         cmocka_unit_test(test_host_cache_rollback),
         cmocka_unit_test(test_config_collection),
