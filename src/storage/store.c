@@ -3783,7 +3783,6 @@ struct restore {
     size_t n_cfgs, cap_cfgs;
     uint64_t n_tasks;
     bool refs_done;
-    bool fresh; /* `own`, empty at the start: the restore may number hosts */
     struct bo_buf tmp;
     struct host_map hosts;
     struct restore_chunk *cur; /* tasks waiting; NULL before the first */
@@ -3897,8 +3896,12 @@ static void *restore_pipe_main(void *arg)
         bool failed = p->failed;
         pthread_mutex_unlock(&p->mu);
         struct bo_err err = BO_ERR_INIT;
-        int rc = failed ? BO_OK : chunk_insert(p->c, k, &err);
-        chunk_clear(k);
+        int rc = BO_OK;
+        if (failed) {
+            chunk_clear(k); /* nothing more goes in: hand it back */
+        } else {
+            rc = chunk_insert(p->c, k, &err);
+        }
         pthread_mutex_lock(&p->mu);
         if (rc != BO_OK && !p->failed) {
             p->failed = true;
@@ -4008,6 +4011,18 @@ static int restore_pipe_stop(struct restore *r, bool abandon)
     return rc;
 }
 
+/* What a restore holds besides its connection. */
+static void restore_release(struct restore *r)
+{
+    bo_free(r->cfgs);
+    host_map_release(&r->hosts);
+    if (r->own_chunk != NULL) {
+        chunk_release(r->own_chunk);
+        bo_free(r->own_chunk);
+    }
+    bo_buf_release(&r->tmp);
+}
+
 /* Insert the waiting tasks, or hand them to the inserter. */
 static int restore_flush(struct restore *r)
 {
@@ -4030,8 +4045,9 @@ static int restore_host_id(struct restore *r, const char *name, size_t len, int6
         return BO_OK;
     }
     int rc = BO_OK;
-    if (r->fresh) {
-        /* Numbered here, inserted with the chunk that first names it. */
+    if (r->c == &r->own) {
+        /* A fresh file has no hosts yet: numbered here, inserted with the
+         * chunk that first names it. */
         struct restore_chunk *k = r->cur;
         if (k->n_hosts == k->cap_hosts) {
             size_t cap = k->cap_hosts == 0 ? 64 : k->cap_hosts * 2;
@@ -4226,7 +4242,7 @@ static int restore_task(void *data, uint32_t config_index, const uint8_t *p, siz
     }
     struct restore_cfg *cfg = &r->cfgs[config_index];
     if (r->cur == NULL) {
-        if (r->fresh) {
+        if (r->c == &r->own) {
             restore_pipe_start(r);
         }
         if (r->cur == NULL) {
@@ -4371,7 +4387,6 @@ static int restore_build(struct restore *r, const char *tmp_path, const uint8_t 
 {
     struct bo_err *err = r->err;
     r->c = &r->own;
-    r->fresh = true;
     /* The file is thrown away on any error: no journal needed, and its pages
      * can be written in big writes (wbuf.h) whose errors come late. */
     int rc =
@@ -4493,13 +4508,7 @@ static int restore_in_place(struct bo_store *st, const uint8_t *image, size_t le
         conn_exec(r.c, "ROLLBACK", NULL, "restore");
     }
     memo_reset(st);
-    bo_free(r.cfgs);
-    host_map_release(&r.hosts);
-    if (r.own_chunk != NULL) {
-        chunk_release(r.own_chunk);
-        bo_free(r.own_chunk);
-    }
-    bo_buf_release(&r.tmp);
+    restore_release(&r);
     if (rc == BO_OK) {
         st->applied_index = index;
     }
@@ -4532,13 +4541,7 @@ static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, b
     restore_pipe_stop(&r, true); /* still running only if the walk failed */
     conn_close(&r.own, true);
     memo_reset(st);
-    bo_free(r.cfgs);
-    host_map_release(&r.hosts);
-    if (r.own_chunk != NULL) {
-        chunk_release(r.own_chunk);
-        bo_free(r.own_chunk);
-    }
-    bo_buf_release(&r.tmp);
+    restore_release(&r);
     if (rc != BO_OK) {
         remove_db(st->path, ".restore", NULL);
         return bo_err_wrapf(err, rc, "restore");
