@@ -27,7 +27,9 @@
  * Kill (SIGTERM or SIGINT): with a lifecycle port, POST the graceful
  * endpoint and wait, POST the shutdown endpoint and wait (each wait cut
  * short once no process is left), then bo_runner_kill: SIGTERM to every
- * tree, SIGKILL after finalization_wait. stop_timeout_ms bounds it all: at
+ * tree, SIGKILL after finalization_wait; processes that left the runner's
+ * trees (double-forked daemons) get the same wait (finish_when_quiet).
+ * stop_timeout_ms bounds it all: at
  * that point everything is SIGKILLed and KILLED is written regardless.
  *
  * Failure modes: a task.json or Thermos config that cannot be used ends the
@@ -120,6 +122,7 @@ struct exec {
     uv_timer_t disk_timer;
     uv_timer_t kill_timer;
     uv_timer_t stop_timer;
+    uv_timer_t quiet_timer; /* a kill's stragglers: finish once they are gone */
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_signal_t sigchld;
@@ -169,6 +172,7 @@ static int64_t now_ms(void)
 
 static void pump(struct exec *x);
 static void finish(struct exec *x);
+static void finish_when_quiet(struct exec *x);
 static void maybe_cut_kill_wait(struct exec *x, int stragglers);
 
 /* ---- updates and checkpoint ---- */
@@ -879,7 +883,7 @@ static void pump(struct exec *x)
         }
     }
     if (done) {
-        finish(x);
+        finish_when_quiet(x);
         return;
     }
     write_checkpoint(x);
@@ -1266,7 +1270,7 @@ static void close_all(struct exec *x)
 {
     x->closing = true;
     uv_timer_t *timers[] = {&x->wake,       &x->tick,       &x->health_timer, &x->hc_timeout,
-                            &x->disk_timer, &x->kill_timer, &x->stop_timer};
+                            &x->disk_timer, &x->kill_timer, &x->stop_timer,   &x->quiet_timer};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
         if (!uv_is_closing((uv_handle_t *)timers[i])) {
             uv_close((uv_handle_t *)timers[i], close_cb_nop);
@@ -1299,6 +1303,29 @@ static void close_all(struct exec *x)
 }
 
 /* SIGKILL whatever is left below us and reap it; bounded to ~2 s. */
+/* The runner is done once its own processes are; processes it never
+ * started (a daemon that double-forked away from them) got the kill's
+ * SIGTERM too and may still be running their handlers. Like the runner's
+ * own, they get what is left of the finalization wait before finish()
+ * SIGKILLs them: polled every 20 ms, bounded by the runner's deadline (and
+ * by stop_timeout_ms, which finishes regardless). */
+static void on_quiet_check(uv_timer_t *t);
+
+static void finish_when_quiet(struct exec *x)
+{
+    if (!x->done && x->runner.killing && now_ms() < x->runner.deadline_ms &&
+        count_stragglers(x) > 0) {
+        uv_timer_start(&x->quiet_timer, on_quiet_check, 20, 0);
+        return;
+    }
+    finish(x);
+}
+
+static void on_quiet_check(uv_timer_t *t)
+{
+    finish_when_quiet(t->data);
+}
+
 static void kill_leftovers(struct exec *x)
 {
     for (int i = 0; i < 200; i++) {
@@ -1447,7 +1474,7 @@ static int load_config(struct exec *x, struct bo_err *err)
 static void init_handles(struct exec *x)
 {
     uv_timer_t *timers[] = {&x->wake,       &x->tick,       &x->health_timer, &x->hc_timeout,
-                            &x->disk_timer, &x->kill_timer, &x->stop_timer};
+                            &x->disk_timer, &x->kill_timer, &x->stop_timer,   &x->quiet_timer};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
         uv_timer_init(x->loop, timers[i]);
         timers[i]->data = x;

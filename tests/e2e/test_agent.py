@@ -133,6 +133,21 @@ def test_double_forked_daemon_gets_sigterm(c):
     wait_for("the daemon gone", lambda: not os.path.exists(f"/proc/{pid}"), 10)
 
 
+
+def test_double_forked_daemon_gets_the_finalization_wait(c):
+    # Its TERM handler takes half a second: the executor must not SIGKILL it
+    # as soon as the task's own processes are gone.
+    s, a = cluster(c)
+    daemon = ("(setsid bash -c 'trap \"sleep 0.5; echo got TERM > $PWD/term.txt; exit 0\" TERM; "
+              "echo $$ > $PWD/daemon.pid; while true; do sleep 0.1; done' &); sleep 1000")
+    create(s, job("slowfork", [proc("forker", daemon)], service=True))
+    t = wait_status(s, "slowfork", "RUNNING")[0]
+    wait_for("the daemon pid", lambda: a.tail(task_id(t), "daemon.pid")[1].strip().isdigit(), 10)
+    kill_job(s, "slowfork")
+    wait_status(s, "slowfork", "KILLED", timeout=40)
+    check("got TERM" in sandbox_text(a, t, "term.txt"),
+          "the daemon's slow TERM handler ran to its end before the task was KILLED")
+
 HEALTH_SERVER = r"""
 python3 - {{thermos.ports[health]}} "$MODE" <<'PY'
 import http.server, sys, time, os
