@@ -51,6 +51,7 @@
 #include "common/mem.h"
 #include "storage/backup.h"
 #include "storage/iodefer.h"
+#include "storage/segfill.h"
 #include "storage/snapshot.h"
 
 #define ROLE_POLL_MS 10
@@ -1146,6 +1147,7 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
         return bo_errf(err, BO_ENOMEM, "storage: out of memory");
     }
     bo_iodefer_init(); /* raft's io_destroy off this loop (iodefer.h) */
+    bo_segfill_init(); /* raft's segments as written zeros (segfill.h) */
     s->loop = loop;
     s->cfg = *cfg;
     s->data_dir = bo_strdup(cfg->data_dir);
