@@ -49,8 +49,9 @@ struct opts {
     unsigned inflight;
     double seconds;
     unsigned runs;
-    bool change; /* write: state changes of loaded tasks, not new tasks */
-    double rate; /* writes a second on a fixed schedule; 0: `inflight` always */
+    bool change;      /* write: state changes of loaded tasks, not new tasks */
+    double rate;      /* writes a second on a fixed schedule; 0: `inflight` always */
+    const char *dump; /* stall: each write's submit time and latency, to read the tail */
 };
 
 static double now_s(void)
@@ -633,6 +634,27 @@ static int cmd_write(const struct opts *o)
     return l.failed ? 1 : 0;
 }
 
+/* Lines "submit_s latency_ms" (monotonic clock) from 0.2 s before the
+ * snapshot on, then "# t0 T t1 T off O": the window, and the realtime clock
+ * minus the monotonic one, to line the writes up with strace or perf. */
+static void dump_latencies(const struct load *l, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        die("dump", BO_EIO, NULL);
+    }
+    for (size_t i = 0; i < l->n_lat; i++) {
+        if (l->at[i] >= l->snap_t0 - 0.2) {
+            fprintf(f, "%.6f %.3f\n", l->at[i], l->lat[i]);
+        }
+    }
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    double off = (double)rt.tv_sec + (double)rt.tv_nsec / 1e9 - now_s();
+    fprintf(f, "# t0 %.6f t1 %.6f off %.6f\n", l->snap_t0, l->snap_t1, off);
+    fclose(f);
+}
+
 static int cmd_stall(const struct opts *o)
 {
     struct load l;
@@ -655,6 +677,9 @@ static int cmd_stall(const struct opts *o)
     for (size_t i = 0; i < nb; i++) {
         maxb = base[i] > maxb ? base[i] : maxb;
     }
+    if (o->dump != NULL) {
+        dump_latencies(&l, o->dump);
+    }
     double window = l.snap_t1 - l.snap_t0, before = l.snap_t0 - l.t_start;
     printf("{\"tasks\": %" PRIu64 ", \"rate\": %.0f, \"inflight\": %u"
            ", \"snapshot_window_s\": %.3f, \"writes_during\": %zu"
@@ -676,7 +701,8 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench-storage sizes|snapshot|write|stall [--tasks N] [--jobs J]\n"
                     "       [--configs R] [--hosts H] [--runs K] [--dir D] [--per-txn K]\n"
-                    "       [--inflight C] [--seconds S] [--kind new|change] [--rate R]\n");
+                    "       [--inflight C] [--seconds S] [--kind new|change] [--rate R]\n"
+                    "       [--dump FILE]\n");
 }
 
 int main(int argc, char **argv)
@@ -685,12 +711,19 @@ int main(int argc, char **argv)
         .gen = BO_GEN_PARAMS_DEFAULT, .per_txn = 1, .inflight = 64, .seconds = 10, .runs = 3};
     bool jobs_set = false, configs_set = false, hosts_set = false;
     static const struct option lo[] = {
-        {"tasks", required_argument, NULL, 'n'},   {"jobs", required_argument, NULL, 'j'},
-        {"configs", required_argument, NULL, 'r'}, {"hosts", required_argument, NULL, 'h'},
-        {"runs", required_argument, NULL, 'k'},    {"dir", required_argument, NULL, 'd'},
-        {"per-txn", required_argument, NULL, 'p'}, {"inflight", required_argument, NULL, 'c'},
-        {"seconds", required_argument, NULL, 's'}, {"kind", required_argument, NULL, 'K'},
-        {"rate", required_argument, NULL, 'R'},    {NULL, 0, NULL, 0},
+        {"tasks", required_argument, NULL, 'n'},
+        {"jobs", required_argument, NULL, 'j'},
+        {"configs", required_argument, NULL, 'r'},
+        {"hosts", required_argument, NULL, 'h'},
+        {"runs", required_argument, NULL, 'k'},
+        {"dir", required_argument, NULL, 'd'},
+        {"per-txn", required_argument, NULL, 'p'},
+        {"inflight", required_argument, NULL, 'c'},
+        {"seconds", required_argument, NULL, 's'},
+        {"kind", required_argument, NULL, 'K'},
+        {"rate", required_argument, NULL, 'R'},
+        {"dump", required_argument, NULL, 'D'},
+        {NULL, 0, NULL, 0},
     };
     if (argc < 2) {
         usage();
@@ -733,6 +766,9 @@ int main(int argc, char **argv)
             break;
         case 'R':
             o.rate = strtod(optarg, NULL);
+            break;
+        case 'D':
+            o.dump = optarg;
             break;
         case 'K':
             if (strcmp(optarg, "change") != 0 && strcmp(optarg, "new") != 0) {
