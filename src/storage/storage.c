@@ -51,6 +51,7 @@
 #include "common/mem.h"
 #include "storage/backup.h"
 #include "storage/iodefer.h"
+#include "storage/pacewrite.h"
 #include "storage/segfill.h"
 #include "storage/snapshot.h"
 
@@ -1148,6 +1149,7 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
     }
     bo_iodefer_init(); /* raft's io_destroy off this loop (iodefer.h) */
     bo_segfill_init(); /* raft's segments as written zeros (segfill.h) */
+    bo_pacewrite_init(); /* raft's snapshot files written back as they go (pacewrite.h) */
     s->loop = loop;
     s->cfg = *cfg;
     s->data_dir = bo_strdup(cfg->data_dir);
