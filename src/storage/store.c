@@ -587,6 +587,9 @@ struct bo_store {
      * bo_store_ckpt_finish would have left to copy. */
     int wal_frames;
     int ckpt_done;
+    /* The last worker checkpoint stopped short of the WAL's end: a reader
+     * (a snapshot's view) still needs the frames after it. */
+    bool ckpt_blocked;
 };
 
 struct bo_store_view {
@@ -2854,6 +2857,7 @@ static int open_main(struct bo_store *st, struct bo_err *err)
     sqlite3_wal_hook(c->db, wal_hook, st);
     st->wal_frames = 0;
     st->ckpt_done = 0;
+    st->ckpt_blocked = false;
     sqlite3_stmt *s = NULL;
     rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode", -1, &s, NULL);
     if (rc != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW ||
@@ -3352,7 +3356,8 @@ static int rest_load(struct conn *c, struct rest *r, struct bo_err *err)
 struct bo_store_ckpt {
     struct bo_store *st;
     struct conn *c;
-    int done; /* frames copied into the database file */
+    int done;     /* frames copied into the database file */
+    bool blocked; /* frames were left that a reader still needs */
 };
 
 int bo_store_ckpt_open(struct bo_store *st, struct bo_store_ckpt **out, struct bo_err *err)
@@ -3395,6 +3400,7 @@ int bo_store_ckpt_run(struct bo_store_ckpt *k, struct bo_err *err)
         return sql_fail(k->c->db, rc, err, "checkpoint");
     }
     k->done = done > 0 ? done : 0;
+    k->blocked = done >= 0 && done < log_frames;
     return BO_OK;
 }
 
@@ -3434,7 +3440,7 @@ int bo_store_ckpt_finish(struct bo_store *st, struct bo_err *err)
 
 bool bo_store_ckpt_behind(const struct bo_store *st)
 {
-    return ckpt_left(st) > BO_CKPT_FINISH_MAX_FRAMES;
+    return !st->ckpt_blocked && ckpt_left(st) > BO_CKPT_FINISH_MAX_FRAMES;
 }
 
 void bo_store_ckpt_close(struct bo_store_ckpt *k)
@@ -3445,6 +3451,7 @@ void bo_store_ckpt_close(struct bo_store_ckpt *k)
     k->st->n_views--;
     k->st->ckpt_busy = false;
     k->st->ckpt_done = k->done;
+    k->st->ckpt_blocked = k->blocked;
     bo_free(k);
 }
 

@@ -104,7 +104,9 @@ int bo_store_ckpt_finish(struct bo_store *st, struct bo_err *err);
 /* True if more frames wait to be copied than bo_store_ckpt_finish copies:
  * the owner should run the next checkpoint at once rather than on its timer,
  * or the gap never closes under steady writes and the WAL never starts
- * over. */
+ * over. False while the last checkpoint was held back by a reader (a
+ * snapshot's view): the next one could copy no more, and running them back
+ * to back only burns the cores the snapshot and the loop need. */
 bool bo_store_ckpt_behind(const struct bo_store *st);
 
 /* Last applied log index (0 for an empty store). */
