@@ -42,6 +42,7 @@
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -165,13 +166,16 @@ struct bo_storage {
 };
 
 /* Background work (snapshot export and compression, backups, checkpoints)
- * runs at the lowest CPU priority so it takes only what the loop thread
+ * runs in Linux's SCHED_IDLE class so it takes only what the loop thread
  * leaves: on two cores, an equal share made commits stall for the length of
- * a snapshot. The work gets a short-lived thread of its own because Linux
- * keeps nice values per thread: lowering the pool thread's would stick (an
- * unprivileged process cannot raise it back), and zstd's workers inherit the
- * creating thread's value. If the thread cannot be created the work runs in
- * place, at normal priority. */
+ * a snapshot, and even at nice 19 a woken loop thread could wait 2-3 ms for
+ * the background thread on its core to reach the end of its slice, where a
+ * SCHED_IDLE thread is preempted at once (docs/benchmarks.md, "Fourth
+ * pass"). Where SCHED_IDLE is refused, nice 19. The work gets a short-lived
+ * thread of its own because Linux keeps both per thread: lowering the pool
+ * thread's would stick (an unprivileged process cannot raise it back), and
+ * zstd's workers inherit the creating thread's. If the thread cannot be
+ * created the work runs in place, at normal priority. */
 struct low_prio {
     void (*fn)(void *arg);
     void *arg;
@@ -180,7 +184,10 @@ struct low_prio {
 static void *low_prio_main(void *p)
 {
     struct low_prio *lp = p;
-    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    struct sched_param none = {.sched_priority = 0};
+    if (sched_setscheduler(0, SCHED_IDLE, &none) != 0) {
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    }
     lp->fn(lp->arg);
     return NULL;
 }
@@ -1147,8 +1154,8 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
     if (s == NULL) {
         return bo_errf(err, BO_ENOMEM, "storage: out of memory");
     }
-    bo_iodefer_init(); /* raft's io_destroy off this loop (iodefer.h) */
-    bo_segfill_init(); /* raft's segments as written zeros (segfill.h) */
+    bo_iodefer_init();   /* raft's io_destroy off this loop (iodefer.h) */
+    bo_segfill_init();   /* raft's segments as written zeros (segfill.h) */
     bo_pacewrite_init(); /* raft's snapshot files written back as they go (pacewrite.h) */
     s->loop = loop;
     s->cfg = *cfg;
