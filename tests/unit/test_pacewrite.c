@@ -82,22 +82,32 @@ static void split(struct fx *f, uv_buf_t bufs[3])
     bufs[2] = uv_buf_init((char *)f->data + a + b, (unsigned)(f->len - a - b));
 }
 
+/* One synchronous uv_fs_write of all the data, in three buffers, at offset
+ * 0 of the file opened with `flags`; its result, and the request's in
+ * `*result`. */
+static int write_all(struct fx *f, int flags, ssize_t *result)
+{
+    int fd = open(f->path, flags | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    uv_buf_t bufs[3];
+    split(f, bufs);
+    uv_fs_t req;
+    int rv = uv_fs_write(NULL, &req, fd, bufs, 3, 0, NULL);
+    *result = req.result;
+    uv_fs_req_cleanup(&req);
+    close(fd);
+    return rv;
+}
+
 /* As raft writes a snapshot: one synchronous call at an explicit offset.
  * Paced, every byte in place, the total in the result and the request. */
 static void test_paced_at_offset(void **state)
 {
     struct fx *f = *state;
     uint64_t before = bo_pacewrite_paced();
-    int fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    assert_true(fd >= 0);
-    uv_buf_t bufs[3];
-    split(f, bufs);
-    uv_fs_t req;
-    int rv = uv_fs_write(NULL, &req, fd, bufs, 3, 0, NULL);
-    assert_int_equal(rv, f->len);
-    assert_int_equal(req.result, f->len);
-    uv_fs_req_cleanup(&req);
-    close(fd);
+    ssize_t result;
+    assert_int_equal(write_all(f, O_WRONLY, &result), f->len);
+    assert_int_equal(result, f->len);
     assert_int_equal(bo_pacewrite_paced(), before + 1);
     assert_file(f, f->len);
 }
@@ -157,16 +167,9 @@ static void test_passed_through(void **state)
 static void test_error(void **state)
 {
     struct fx *f = *state;
-    int fd = open(f->path, O_RDONLY | O_CREAT | O_EXCL, 0600);
-    assert_true(fd >= 0);
-    uv_buf_t bufs[3];
-    split(f, bufs);
-    uv_fs_t req;
-    int rv = uv_fs_write(NULL, &req, fd, bufs, 3, 0, NULL);
-    assert_int_equal(rv, UV_EBADF);
-    assert_int_equal(req.result, UV_EBADF);
-    uv_fs_req_cleanup(&req);
-    close(fd);
+    ssize_t result;
+    assert_int_equal(write_all(f, O_RDONLY, &result), UV_EBADF);
+    assert_int_equal(result, UV_EBADF);
 }
 
 /* BO_PACEWRITE=0: one write, as libuv does it. */
@@ -174,17 +177,11 @@ static void test_off(void **state)
 {
     struct fx *f = *state;
     uint64_t before = bo_pacewrite_paced();
-    int fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    assert_true(fd >= 0);
-    uv_buf_t bufs[3];
-    split(f, bufs);
-    uv_fs_t req;
+    ssize_t result;
     setenv("BO_PACEWRITE", "0", 1);
-    int rv = uv_fs_write(NULL, &req, fd, bufs, 3, 0, NULL);
+    int rv = write_all(f, O_WRONLY, &result);
     unsetenv("BO_PACEWRITE");
     assert_int_equal(rv, f->len);
-    uv_fs_req_cleanup(&req);
-    close(fd);
     assert_int_equal(bo_pacewrite_paced(), before);
     assert_file(f, f->len);
 }
