@@ -17,6 +17,9 @@
  *   the return value and req->result, as a failed write returns it; the
  *   pieces before it are in the file, as a short write would leave them.
  *   raft fails the snapshot and removes the file.
+ * - A piece is written short: the bytes written so far are returned, as a
+ *   short write of the whole; raft sees fewer bytes than it asked for and
+ *   fails the snapshot.
  * - sync_file_range fails (a file system without it, a pipe): the rest is
  *   written without waiting; write-back then happens at the fsync, as
  *   without this file.
@@ -69,6 +72,12 @@ static int paced_write(uv_loop_t *loop, uv_fs_t *req, uv_file file, const uv_buf
                 return rv;
             }
             uv_fs_req_cleanup(req);
+            if ((size_t)rv < len) {
+                /* A short write (the file size limit, a full disk): report
+                 * what is in the file, as one write would. */
+                req->result = total + rv;
+                return (int)req->result;
+            }
             if (syncing && where >= 0 &&
                 sync_file_range(file, where, (off_t)len,
                                 SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |

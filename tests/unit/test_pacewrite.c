@@ -10,9 +10,11 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -172,6 +174,28 @@ static void test_error(void **state)
     assert_int_equal(result, UV_EBADF);
 }
 
+/* A piece written short (here by the file size limit, as a full disk
+ * would) makes the whole a short write: what the file holds, never the
+ * total asked for. */
+static void test_short(void **state)
+{
+    struct fx *f = *state;
+    size_t limit = 3 * BO_PACEWRITE_CHUNK + BO_PACEWRITE_CHUNK / 4;
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim.rlim_cur = limit;
+    lim.rlim_max = old.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    ssize_t result;
+    int rv = write_all(f, O_WRONLY, &result);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_int_equal(rv, limit);
+    assert_int_equal(result, limit);
+    assert_file(f, limit);
+}
+
 /* BO_PACEWRITE=0: one write, as libuv does it. */
 static void test_off(void **state)
 {
@@ -193,6 +217,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paced_at_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_passed_through, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short, setup, teardown),
         cmocka_unit_test_setup_teardown(test_off, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
