@@ -13,7 +13,9 @@
  *   check FILE     every task id listed in FILE (one per line) must exist;
  *                  prints "OK <n>" or "MISSING <id>" and exits 1
  *   count          print "TASKS <n> INDEX <applied> DIGEST <hex>"
- *   snapshot       take a snapshot now
+ *   snapshot       take a snapshot now; prints "snapshot taken", then
+ *                  "SHIMS FILLED <segments> PACED <writes>": raft segments
+ *                  written with zeros and big writes paced in this process
  *   backup         write a backup now (needs --backup-dir); prints its name
  *   serve          stay up as a replica (--peer ...); print "ROLE <role>"
  *                  on every change; as leader, write --rate transactions per
@@ -36,6 +38,8 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "storage/pacewrite.h"
+#include "storage/segfill.h"
 #include "storage/storage.h"
 
 #define MAX_PEERS 7
@@ -222,6 +226,9 @@ static void done_cb(struct bo_storage *s, int status, const char *msg, void *dat
     struct app *a = data;
     if (status == BO_OK) {
         printf("%s\n", msg);
+        /* What the I/O shims did in this process (segfill.h, pacewrite.h). */
+        printf("SHIMS FILLED %" PRIu64 " PACED %" PRIu64 "\n", bo_segfill_filled(),
+               bo_pacewrite_paced());
     } else {
         fprintf(stderr, "%s failed: %s\n", a->command, msg);
     }
