@@ -224,13 +224,15 @@ static void done_cb(struct bo_storage *s, int status, const char *msg, void *dat
 {
     (void)s;
     struct app *a = data;
-    if (status == BO_OK) {
-        printf("%s\n", msg);
-        /* What the I/O shims did in this process (segfill.h, pacewrite.h). */
-        printf("SHIMS FILLED %" PRIu64 " PACED %" PRIu64 "\n", bo_segfill_filled(),
+    if (status != BO_OK) {
+        fprintf(stderr, "%s failed: %s\n", a->command, msg);
+    } else if (strcmp(a->command, "snapshot") == 0) {
+        /* And what the I/O shims did in this process (segfill.h,
+         * pacewrite.h). */
+        printf("%s\nSHIMS FILLED %" PRIu64 " PACED %" PRIu64 "\n", msg, bo_segfill_filled(),
                bo_pacewrite_paced());
     } else {
-        fprintf(stderr, "%s failed: %s\n", a->command, msg);
+        printf("%s\n", msg);
     }
     fflush(stdout);
     finish(a, status == BO_OK ? 0 : 1);
