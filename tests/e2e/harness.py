@@ -9,6 +9,7 @@ A test file defines functions named test_* taking a Cluster, and calls main().
 """
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -43,11 +44,43 @@ def binary(name):
     raise TestFailure(f"binary '{name}' not found under {BUILD}")
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_given = set()
+
+
 def free_port():
-    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now, for a daemon to listen on.
+
+    Not one the kernel would pick: a port from bind(0) lies in the ephemeral
+    range, where any outgoing connection of any test may take it before the
+    daemon binds (CI lost a run that way). The ports here come from below that
+    range and outside 31000-31999, the task ports the tests' agents offer; a
+    port is handed out once per process."""
+    lo_eph, hi_eph = _ephemeral_range()
+    ranges = [r for r in ((20000, 30999), (32000, lo_eph - 1), (hi_eph + 1, 65535))
+              if r[1] - r[0] >= 1000 and (r[1] < lo_eph or r[0] > hi_eph)]
+    rng = random.Random()
+    for _ in range(200):
+        lo, hi = rng.choice(ranges) if ranges else (1024, 65535)
+        port = rng.randint(lo, hi)
+        if port in _given or 31000 <= port <= 31999:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise TestFailure("no free port found on 127.0.0.1")
 
 
 class Proc:
