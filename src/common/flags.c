@@ -62,3 +62,9 @@ int bo_flags_uint(const char *s, long long max, long long *out)
     *out = v;
     return 0;
 }
+
+bool bo_flags_env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v == NULL || strcmp(v, "0") != 0;
+}

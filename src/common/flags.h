@@ -5,6 +5,7 @@
 #ifndef BO_FLAGS_H
 #define BO_FLAGS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* "250ms", "30s", "5m", "2h", "1d", "1.5s"; a bare number is seconds.
@@ -17,5 +18,9 @@ int bo_flags_uint(const char *s, long long max, long long *out);
 
 /* A decimal number >= 0 (digits and one point, no exponent). */
 int bo_flags_double(const char *s, double *out);
+
+/* An on-by-default switch from the environment (BO_SEGFILL and the like,
+ * docs/operations.md): false only when `name` is set to "0". */
+bool bo_flags_env_on(const char *name);
 
 #endif

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/flags.h"
+
 #define IODEFER_RING 64
 
 typedef long (*syscall_fn)(long number, ...);
@@ -89,8 +91,7 @@ static void *reaper_main(void *arg)
 
 static void start(void)
 {
-    const char *env = getenv("BO_IODEFER");
-    if (env != NULL && strcmp(env, "0") == 0) {
+    if (!bo_flags_env_on("BO_IODEFER")) {
         return;
     }
     pthread_attr_t attr;

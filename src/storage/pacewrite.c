@@ -38,6 +38,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/flags.h"
+
 typedef int (*write_fn)(uv_loop_t *loop, uv_fs_t *req, uv_file file, const uv_buf_t bufs[],
                         unsigned int nbufs, int64_t offset, uv_fs_cb cb);
 
@@ -52,8 +54,7 @@ static void find_real(void)
 
 static bool enabled(void)
 {
-    const char *env = getenv("BO_PACEWRITE");
-    return env == NULL || strcmp(env, "0") != 0;
+    return bo_flags_env_on("BO_PACEWRITE");
 }
 
 static int paced_write(uv_loop_t *loop, uv_fs_t *req, uv_file file, const uv_buf_t bufs[],

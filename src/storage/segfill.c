@@ -34,6 +34,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/flags.h"
+
 #define SEGFILL_CHUNK (1u << 20)
 #define SEGFILL_ALIGN 4096
 
@@ -60,8 +62,7 @@ static void make_zeros(void)
 
 static bool enabled(void)
 {
-    const char *env = getenv("BO_SEGFILL");
-    return env == NULL || strcmp(env, "0") != 0;
+    return bo_flags_env_on("BO_SEGFILL");
 }
 
 /* A new, empty segment of raft's: named open-*, nothing in it yet. */

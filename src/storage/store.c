@@ -56,8 +56,9 @@
  * temp_store=MEMORY makes SQLite sort everything as one linked list on one
  * thread (twice as slow); renaming over an existing file makes ext4 flush
  * the new one first (auto_da_alloc, half a second), renaming to a free name
- * does not; and the main connection sets synchronous=OFF before switching a
- * restored file to WAL, which would otherwise fsync all of it.
+ * does not; and the main connection syncs nothing (synchronous=OFF, or FULL
+ * through wbuf.h's WAL variant, whose syncs skip the fsync) before switching
+ * a restored file to WAL, which would otherwise fsync all of it.
  *
  * Failure modes. An invalid op (missing field, event for an unknown update)
  * is BO_EINVAL naming the op index and the field; the transaction is rolled
@@ -94,6 +95,7 @@
 #include <sqlite3.h>
 
 #include "common/buf.h"
+#include "common/flags.h"
 #include "common/hash.h"
 #include "common/lru.h"
 #include "common/mem.h"
@@ -2828,29 +2830,30 @@ static int wal_hook(void *data, sqlite3 *db, const char *name, int frames)
 static int open_main(struct bo_store *st, struct bo_err *err)
 {
     struct conn *c = &st->main;
-    int rc = open_conn(c, st->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                       /* synchronous first: switching a restored file to
-                        * WAL would otherwise fsync all of it. temp_store
-                        * keeps the savepoints' sub-journal (group commit:
-                        * every page an entry touches again is copied there)
-                        * in memory: past 64 KiB SQLite spills it to a new
-                        * temporary file per group, and its pwrites were a
-                        * third of the loop thread (docs/benchmarks.md).
-                        * Reads through a mapping: a page not in the cache
-                        * costs no pread copy (writes still go to the WAL);
-                        * state changes at a million tasks went from 9,300
-                        * to 11,400-13,300 a second. The cache then holds
-                        * the pages being written, and a small one pays: a
-                        * commit after a B-tree page split walks the cache's
-                        * whole hash table (SQLite 3.40 swaps pages through
-                        * the lock-byte page's number, far past the file's
-                        * end, and each commit truncates the cache to the
-                        * file's size), 5-10% of the loop with 64 MiB; 8 MiB
-                        * wrote 9-23% more a second (docs/benchmarks.md). */
-                       "PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL;"
-                       " PRAGMA cache_size=-8192; PRAGMA foreign_keys=OFF;"
-                       " PRAGMA temp_store=MEMORY; PRAGMA mmap_size=2147418112;",
-                       err);
+    /* synchronous first: switching a restored file to WAL would otherwise
+     * fsync all of it; through wbuf.h's WAL variant, FULL makes each commit
+     * write its gathered frames before publishing them, and costs no fsync.
+     * temp_store keeps the savepoints' sub-journal (group commit: every page
+     * an entry touches again is copied there) in memory: past 64 KiB SQLite
+     * spills it to a new temporary file per group, and its pwrites were a
+     * third of the loop thread (docs/benchmarks.md). Reads through a
+     * mapping: a page not in the cache costs no pread copy (writes still go
+     * to the WAL); state changes at a million tasks went from 9,300 to
+     * 11,400-13,300 a second. The cache then holds the pages being written,
+     * and a small one pays: a commit after a B-tree page split walks the
+     * cache's whole hash table (SQLite 3.40 swaps pages through the
+     * lock-byte page's number, far past the file's end, and each commit
+     * truncates the cache to the file's size), 5-10% of the loop with 64 MiB;
+     * 8 MiB wrote 9-23% more a second (docs/benchmarks.md). */
+    static const char common[] = " PRAGMA journal_mode=WAL; PRAGMA cache_size=-8192;"
+                                 " PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;"
+                                 " PRAGMA mmap_size=2147418112;";
+    char pragmas[sizeof(common) + 32];
+    const char *wal_vfs = bo_flags_env_on("BO_WALBUF") ? bo_wbuf_wal_vfs() : NULL;
+    snprintf(pragmas, sizeof(pragmas), "PRAGMA synchronous=%s;%s", wal_vfs ? "FULL" : "OFF",
+             common);
+    int rc = open_conn_vfs(c, st->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, wal_vfs,
+                           pragmas, err);
     if (rc != BO_OK) {
         return rc;
     }

@@ -22,6 +22,21 @@
  * SQLITE_FCNTL_SYNC_OMITTED returns). A buffer that cannot be allocated
  * leaves the file unbuffered.
  *
+ * The WAL variant (bo_wbuf_wal_vfs) serves the store's writing connection.
+ * SQLite appends each WAL frame with two writes, its 24-byte header and its
+ * page: 2 pwrites per frame were a fifth of the loop thread at 64 writes in
+ * flight (docs/benchmarks.md, "Fifth pass"). Only the WAL file is buffered,
+ * 1 MiB, a group commit's frames. The connection runs with synchronous=FULL,
+ * so SQLite calls xSync on the WAL after a commit's frames and before it
+ * publishes them in the wal-index header; xSync writes the buffer out and
+ * skips the fsync (the store is a cache, rebuilt from the raft log at every
+ * start). Other connections (the checkpointer, snapshot views) therefore
+ * never see a frame that is not in the file, and a write that fails fails
+ * the commit before anything is published. Frames a commit writes early
+ * (pages spilled from a full cache) stay buffered until the commit or until
+ * this connection reads them back. The database file and its shared memory
+ * pass through untouched.
+ *
  * Threads: a file is used by one thread at a time (SQLite's sorter threads
  * each own their temporary files); the VFS itself is registered once.
  */
@@ -34,10 +49,15 @@
  * with 0x1ffff), so a buffer is 64 KB: 16 pages a write. */
 #define WBUF_SIZE ((size_t)64 << 10)
 
+/* A WAL file's buffer holds a group commit's frames (each a 24-byte header
+ * and a 4 KB page): at 64 writes in flight a commit is 100-250 of them. */
+#define WBUF_WAL_SIZE ((size_t)1 << 20)
+
 struct wb_file {
     sqlite3_file base;
     sqlite3_file *real; /* the default VFS's file, allocated right after */
     unsigned char *buf; /* NULL: unbuffered */
+    size_t cap;         /* of buf */
     sqlite3_int64 off;  /* file offset of buf[0] */
     size_t len;
 };
@@ -55,7 +75,11 @@ static int wb_flush(struct wb_file *f)
     if (f->len == 0) {
         return SQLITE_OK;
     }
-    int rc = f->real->pMethods->xWrite(f->real, f->buf, (int)f->len, f->off);
+    int rc = SQLITE_OK;
+    for (size_t at = 0; at < f->len && rc == SQLITE_OK; at += WBUF_SIZE) {
+        size_t n = f->len - at < WBUF_SIZE ? f->len - at : WBUF_SIZE;
+        rc = f->real->pMethods->xWrite(f->real, f->buf + at, (int)n, f->off + (sqlite3_int64)at);
+    }
     f->len = 0;
     return rc;
 }
@@ -90,8 +114,7 @@ static int wb_write(sqlite3_file *file, const void *p, int n, sqlite3_int64 off)
         return f->real->pMethods->xWrite(f->real, p, n, off);
     }
     sqlite3_int64 end = f->off + (sqlite3_int64)f->len;
-    if (f->len > 0 && off >= f->off && off <= end &&
-        (size_t)(off - f->off) + (size_t)n <= WBUF_SIZE) {
+    if (f->len > 0 && off >= f->off && off <= end && (size_t)(off - f->off) + (size_t)n <= f->cap) {
         /* Continues the buffered range, or rewrites part of it. */
         size_t at = (size_t)(off - f->off);
         memcpy(f->buf + at, p, (size_t)n);
@@ -104,7 +127,7 @@ static int wb_write(sqlite3_file *file, const void *p, int n, sqlite3_int64 off)
     if (rc != SQLITE_OK) {
         return rc;
     }
-    if ((size_t)n >= WBUF_SIZE) {
+    if ((size_t)n >= f->cap || (size_t)n >= WBUF_SIZE) {
         return f->real->pMethods->xWrite(f->real, p, n, off);
     }
     memcpy(f->buf, p, (size_t)n);
@@ -125,6 +148,14 @@ static int wb_sync(sqlite3_file *file, int flags)
     struct wb_file *f = (struct wb_file *)file;
     int rc = wb_flush(f);
     return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
+}
+
+/* The WAL variant's files belong to a cache rebuilt at every start: a sync
+ * writes the buffer out and stops there. */
+static int wb_sync_cache(sqlite3_file *file, int flags)
+{
+    (void)flags;
+    return wb_flush((struct wb_file *)file);
 }
 
 static int wb_file_size(sqlite3_file *file, sqlite3_int64 *size)
@@ -195,6 +226,69 @@ static const sqlite3_io_methods wb_io = {
     .xDeviceCharacteristics = wb_device_characteristics,
 };
 
+static int wb_shm_map(sqlite3_file *file, int page, int size, int extend, void volatile **out)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    return f->real->pMethods->xShmMap(f->real, page, size, extend, out);
+}
+
+static int wb_shm_lock(sqlite3_file *file, int offset, int n, int flags)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    return f->real->pMethods->xShmLock(f->real, offset, n, flags);
+}
+
+static void wb_shm_barrier(sqlite3_file *file)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    f->real->pMethods->xShmBarrier(f->real);
+}
+
+static int wb_shm_unmap(sqlite3_file *file, int delete_flag)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    return f->real->pMethods->xShmUnmap(f->real, delete_flag);
+}
+
+static int wb_fetch(sqlite3_file *file, sqlite3_int64 off, int n, void **out)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    return f->real->pMethods->xFetch(f->real, off, n, out);
+}
+
+static int wb_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p)
+{
+    struct wb_file *f = (struct wb_file *)file;
+    return f->real->pMethods->xUnfetch(f->real, off, p);
+}
+
+/* Version 3 for the WAL variant: the database file's shared memory and
+ * mapped reads pass through (only WAL files are buffered, and nothing maps
+ * those). */
+static const sqlite3_io_methods wb_wal_io = {
+    .iVersion = 3,
+    .xClose = wb_close,
+    .xRead = wb_read,
+    .xWrite = wb_write,
+    .xTruncate = wb_truncate,
+    .xSync = wb_sync_cache,
+    .xFileSize = wb_file_size,
+    .xLock = wb_lock,
+    .xUnlock = wb_unlock,
+    .xCheckReservedLock = wb_check_reserved,
+    .xFileControl = wb_file_control,
+    .xSectorSize = wb_sector_size,
+    .xDeviceCharacteristics = wb_device_characteristics,
+    .xShmMap = wb_shm_map,
+    .xShmLock = wb_shm_lock,
+    .xShmBarrier = wb_shm_barrier,
+    .xShmUnmap = wb_shm_unmap,
+    .xFetch = wb_fetch,
+    .xUnfetch = wb_unfetch,
+};
+
+static sqlite3_vfs wb_vfs;
+
 static int wb_open(sqlite3_vfs *v, const char *name, sqlite3_file *file, int flags, int *out_flags)
 {
     struct wb_file *f = (struct wb_file *)file;
@@ -208,11 +302,25 @@ static int wb_open(sqlite3_vfs *v, const char *name, sqlite3_file *file, int fla
         f->base.pMethods = NULL;
         return rc;
     }
-    if (flags & (SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_TEMP_DB | SQLITE_OPEN_TEMP_JOURNAL |
-                 SQLITE_OPEN_TRANSIENT_DB)) {
-        f->buf = sqlite3_malloc64(WBUF_SIZE);
+    if (v != &wb_vfs) {
+        /* The WAL variant: WAL files only. */
+        if (flags & SQLITE_OPEN_WAL) {
+            f->cap = WBUF_WAL_SIZE;
+        }
+        f->base.pMethods = &wb_wal_io;
+    } else {
+        if (flags & (SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_TEMP_DB | SQLITE_OPEN_TEMP_JOURNAL |
+                     SQLITE_OPEN_TRANSIENT_DB)) {
+            f->cap = WBUF_SIZE;
+        }
+        f->base.pMethods = &wb_io;
     }
-    f->base.pMethods = &wb_io;
+    if (f->cap > 0) {
+        f->buf = sqlite3_malloc64(f->cap);
+        if (f->buf == NULL) {
+            f->cap = 0;
+        }
+    }
     return SQLITE_OK;
 }
 
@@ -294,8 +402,11 @@ static sqlite3_vfs wb_vfs = {
     .xCurrentTimeInt64 = wb_current_time64,
 };
 
+static sqlite3_vfs wb_wal_vfs;
+
 static pthread_once_t wb_once = PTHREAD_ONCE_INIT;
 static int wb_registered = SQLITE_ERROR;
+static int wb_wal_registered = SQLITE_ERROR;
 
 static void wb_register(void)
 {
@@ -307,10 +418,19 @@ static void wb_register(void)
     wb_vfs.mxPathname = real->mxPathname;
     wb_vfs.pAppData = real;
     wb_registered = sqlite3_vfs_register(&wb_vfs, 0);
+    wb_wal_vfs = wb_vfs;
+    wb_wal_vfs.zName = BO_WBUF_WAL_VFS;
+    wb_wal_registered = sqlite3_vfs_register(&wb_wal_vfs, 0);
 }
 
 const char *bo_wbuf_vfs(void)
 {
     pthread_once(&wb_once, wb_register);
     return wb_registered == SQLITE_OK ? BO_WBUF_VFS : NULL;
+}
+
+const char *bo_wbuf_wal_vfs(void)
+{
+    pthread_once(&wb_once, wb_register);
+    return wb_wal_registered == SQLITE_OK ? BO_WBUF_WAL_VFS : NULL;
 }

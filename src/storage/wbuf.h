@@ -8,7 +8,7 @@
  * owner flushes with sqlite3_file_control(db, "main", BO_WBUF_FCNTL_FLUSH,
  * NULL) and checks the result before trusting the file. No shared memory and
  * no memory-mapped I/O: use with journal_mode=OFF (or a rollback journal),
- * not WAL. Design and failure modes in wbuf.c.
+ * not WAL; for WAL, the variant below. Design and failure modes in wbuf.c.
  */
 #ifndef BO_WBUF_H
 #define BO_WBUF_H
@@ -24,5 +24,16 @@
 /* The VFS's name for sqlite3_open_v2, registered on first use (any thread);
  * NULL if it cannot be (then open with the default VFS). */
 const char *bo_wbuf_vfs(void);
+
+/* The WAL variant, for the store's writing connection: only WAL files are
+ * buffered, the database file's shared memory and mapped reads pass
+ * through, and a sync writes the buffer out without syncing the file (the
+ * store is a cache rebuilt at every start). Open with synchronous=FULL: SQLite
+ * then syncs the WAL at every commit before it publishes the new frames to
+ * other connections (the wal-index header), so they never read a frame still
+ * in the buffer, and a failed write fails the commit. NULL if it cannot be
+ * registered (then open with the default VFS and synchronous=OFF). */
+#define BO_WBUF_WAL_VFS "bo-wbuf-wal"
+const char *bo_wbuf_wal_vfs(void);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * test_wbuf.c - the gathering VFS: what goes through it reads back the same,
  * through it and through the default VFS, and a write that fails is reported
- * by some later call, never lost.
+ * by some later call, never lost. Its WAL variant: other connections see each
+ * commit whole, and a write that fails fails its commit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -141,6 +142,118 @@ static void test_write_error_reported(void **state)
     unlink(p);
 }
 
+static int count_rows(sqlite3 *db)
+{
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return n;
+}
+
+static void unlink_db(const char *p)
+{
+    char q[300];
+    unlink(p);
+    snprintf(q, sizeof(q), "%s-wal", p);
+    unlink(q);
+    snprintf(q, sizeof(q), "%s-shm", p);
+    unlink(q);
+}
+
+static sqlite3 *open_wal_writer(const char *p)
+{
+    const char *vfs = bo_wbuf_wal_vfs();
+    assert_non_null(vfs);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(p, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs),
+                     SQLITE_OK);
+    exec_ok(db, "PRAGMA synchronous=FULL; PRAGMA journal_mode=WAL; PRAGMA cache_size=-256;"
+                " PRAGMA wal_autocheckpoint=0;"
+                " CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB NOT NULL);");
+    return db;
+}
+
+/* The store's writer: WAL frames gathered, each commit published to other
+ * connections (the default VFS, as the store's checkpointer and snapshot
+ * views open it) only once its frames are in the file. The reader checks
+ * every row after each commit, including pages the writer's small cache
+ * spilled into the WAL before the commit, and checkpoints from its side. */
+static void test_wal_commits_visible_to_other_connections(void **state)
+{
+    (void)state;
+    char p[256];
+    path_of(p, sizeof(p), "w.db");
+    sqlite3 *db = open_wal_writer(p);
+    sqlite3 *rd;
+    assert_int_equal(sqlite3_open_v2(p, &rd, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    enum { N = 12000, STEP = 3000 };
+    sqlite3_stmt *ins;
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO t(id, b) VALUES(?1, ?2)", -1, &ins, NULL),
+                     SQLITE_OK);
+    static uint8_t blob[800];
+    for (int done = 0; done < N; done += STEP) {
+        exec_ok(db, "BEGIN");
+        for (int id = done; id < done + STEP; id++) {
+            memset(blob, id % 251, sizeof(blob));
+            sqlite3_bind_int(ins, 1, id);
+            sqlite3_bind_blob(ins, 2, blob, id % 700 + 100, SQLITE_STATIC);
+            assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+            sqlite3_reset(ins);
+        }
+        /* Not yet committed: the reader sees the last commit only. */
+        assert_int_equal(count_rows(rd), done);
+        exec_ok(db, "COMMIT");
+        check(rd, done + STEP);
+        if (done == STEP) {
+            exec_ok(rd, "PRAGMA wal_checkpoint(PASSIVE)");
+        }
+    }
+    sqlite3_finalize(ins);
+    check(db, N);
+    assert_int_equal(sqlite3_close(rd), SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    assert_int_equal(sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    check(db, N);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    unlink_db(p);
+}
+
+/* A WAL write that fails fails its commit, and other connections keep
+ * seeing the last commit whole. */
+static void test_wal_write_error_fails_the_commit(void **state)
+{
+    (void)state;
+    char p[256];
+    path_of(p, sizeof(p), "x.db");
+    sqlite3 *db = open_wal_writer(p);
+    exec_ok(db, "INSERT INTO t(id, b) VALUES(1, x'01')");
+    sqlite3 *rd;
+    assert_int_equal(sqlite3_open_v2(p, &rd, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(count_rows(rd), 1);
+
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = 512 << 10;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    exec_ok(db, "BEGIN");
+    int rc = fill(db, 4000);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    }
+    assert_int_not_equal(rc, SQLITE_OK);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(count_rows(rd), 1);
+    exec_ok(rd, "PRAGMA integrity_check");
+    sqlite3_close(rd);
+    sqlite3_close(db);
+    unlink_db(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -158,6 +271,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_write_error_reported),
+        cmocka_unit_test(test_wal_commits_visible_to_other_connections),
+        cmocka_unit_test(test_wal_write_error_fails_the_commit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
