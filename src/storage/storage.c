@@ -47,6 +47,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/flags.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -62,6 +63,68 @@ struct write_impl {
     struct raft_apply apply;
     struct bo_storage_write *req;
     uint64_t start_ns;
+    uint64_t index;          /* once committed: waiting for the applier */
+    struct write_impl *next; /* in the applier's list of writes to complete */
+};
+
+/* ------------------------------------------------------------ applier ----
+ *
+ * Committed entries are applied to SQLite on a thread of their own, so the
+ * loop thread runs raft, encodes writes and serves reads while the applier
+ * does the SQLite work (about two thirds of a write's CPU time on the loop
+ * before; docs/benchmarks.md, "Fifth pass").
+ *
+ * fsm_apply copies the entry into the applier's queue and returns; raft
+ * calls the write's apply callback at once, which parks the write in
+ * `done_head` with its index. The applier takes everything queued, applies
+ * it entry by entry (each apply holds the store's lock: store.h, "Threads"),
+ * commits the group, then publishes the index it reached and the entries
+ * the store rejected, and wakes the loop (uv_async). The loop completes the
+ * parked writes up to that index: a write's callback still fires only after
+ * its entry is committed and applied on this replica.
+ *
+ * Whatever must see the store exactly at raft's applied index first waits
+ * for the applier to run dry (applier_drain): a snapshot's view, a restore,
+ * the barrier a new leader commits before it reports itself leader. The
+ * queue holds only what raft committed and the applier has not reached, a
+ * group or two under load, so the wait is short.
+ *
+ * Failure modes. An entry the store rejects (BO_EINVAL, BO_ECORRUPT) fails
+ * its write as before. One it cannot apply for environmental reasons stops
+ * the applier (it discards what comes after) and the loop calls fatal_cb;
+ * writes parked or committed later fail with BO_EIO. Out of memory for a
+ * queue entry is the same kind of failure. BO_APPLIER=0 applies on the loop
+ * thread instead, as before, for comparisons. */
+
+struct apply_item {
+    uint64_t index;
+    size_t len;
+    uint8_t data[];
+};
+
+struct apply_fail {
+    uint64_t index;
+    int rv;
+    char msg[BO_ERR_MSG_SIZE];
+};
+
+struct applier {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv; /* items queued, or stop */
+    pthread_cond_t idle_cv; /* the queue ran dry */
+    uv_async_t async;
+    bool running; /* the thread exists */
+    /* Under mu. */
+    struct apply_item **q;
+    size_t n, cap;
+    bool busy; /* the thread is applying what it took */
+    bool stop;
+    uint64_t applied;         /* entries up to here are applied and committed */
+    struct apply_fail *fails; /* rejected entries up to `applied` */
+    size_t n_fails, cap_fails;
+    int fatal_rv; /* BO_OK, or why the applier stopped */
+    char fatal_msg[BO_ERR_MSG_SIZE + 64];
 };
 
 struct image_job {
@@ -163,6 +226,13 @@ struct bo_storage {
     bool raft_closed;         /* raft_close finished; raft_uv's memory is ours to free */
     uint64_t close_waited_ms; /* for a snapshot in flight, at close */
     uint64_t ckpt_index;      /* applied index at the last checkpoint */
+
+    /* The applier (above); off: entries applied on the loop thread. */
+    bool applier_on;
+    struct applier ap;
+    uint64_t ap_seen;                         /* the applier's index the loop last acted on */
+    uint64_t fsm_index;                       /* of the entry fsm_apply took last */
+    struct write_impl *done_head, *done_tail; /* committed, not yet completed */
 };
 
 /* Background work (snapshot export and compression, backups, checkpoints)
@@ -275,11 +345,348 @@ static void fatal(struct bo_storage *s, int code, const char *msg)
     }
 }
 
+/* What the applier reached, handed to the loop: the index, the entries
+ * rejected up to it, and why it stopped if it did (under a->mu). */
+struct applier_out {
+    uint64_t last;
+    struct apply_fail *fails;
+    size_t n_fails, cap_fails;
+    int fatal_rv;
+    char fatal_msg[BO_ERR_MSG_SIZE + 64];
+};
+
+static void applier_publish(struct applier *a, struct applier_out *o)
+{
+    pthread_mutex_lock(&a->mu);
+    if (o->fatal_rv != BO_OK && a->fatal_rv == BO_OK) {
+        a->fatal_rv = o->fatal_rv;
+        memcpy(a->fatal_msg, o->fatal_msg, sizeof(a->fatal_msg));
+    }
+    if (a->fatal_rv == BO_OK) {
+        a->applied = o->last;
+    }
+    if (o->n_fails > 0) {
+        size_t need = a->n_fails + o->n_fails;
+        if (need > a->cap_fails) {
+            struct apply_fail *f = bo_realloc(a->fails, need * sizeof(*f));
+            if (f != NULL) {
+                a->fails = f;
+                a->cap_fails = need;
+            }
+        }
+        if (need <= a->cap_fails) {
+            memcpy(a->fails + a->n_fails, o->fails, o->n_fails * sizeof(*o->fails));
+            a->n_fails = need;
+        }
+        o->n_fails = 0;
+    }
+    pthread_mutex_unlock(&a->mu);
+    uv_async_send(&a->async);
+}
+
+/* Apply one entry; a rejection is noted, anything else stops the applier. */
+static void applier_apply(struct bo_storage *s, const struct apply_item *it, struct applier_out *o)
+{
+    struct bo_err err = BO_ERR_INIT;
+    int rv = bo_store_apply_entry(s->store, it->data, it->len, it->index, &err);
+    if ((rv == BO_EINVAL || rv == BO_ECORRUPT) && o->n_fails == o->cap_fails) {
+        size_t cap = o->cap_fails ? o->cap_fails * 2 : 8;
+        struct apply_fail *f = bo_realloc(o->fails, cap * sizeof(*f));
+        if (f == NULL) {
+            rv = BO_ENOMEM;
+        } else {
+            o->fails = f;
+            o->cap_fails = cap;
+        }
+    }
+    if (rv == BO_EINVAL || rv == BO_ECORRUPT) {
+        struct apply_fail *f = &o->fails[o->n_fails++];
+        f->index = it->index;
+        f->rv = rv;
+        snprintf(f->msg, sizeof(f->msg), "%s", bo_err_msg(&err, rv));
+    } else if (rv != BO_OK) {
+        o->fatal_rv = rv;
+        snprintf(o->fatal_msg, sizeof(o->fatal_msg), "apply entry %llu: %s",
+                 (unsigned long long)it->index, bo_err_msg(&err, rv));
+    }
+}
+
+/* Writes are completed this many entries at a time, not once per group: a
+ * write's latency then does not include the rest of its group and the
+ * group's commit, and at a fixed number in flight that is throughput. The
+ * loop reads through the same connection, so what is applied is visible to
+ * it before the commit. */
+#define APPLIER_PUBLISH_EVERY 16
+
+/* The applier's thread (see "applier" above). */
+static void *applier_main(void *arg)
+{
+    struct bo_storage *s = arg;
+    struct applier *a = &s->ap;
+    struct apply_item **mine = NULL;
+    size_t mine_cap = 0;
+    struct applier_out o = {.fatal_rv = BO_OK};
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (a->n == 0 && !a->stop) {
+            pthread_cond_wait(&a->work_cv, &a->mu);
+        }
+        if (a->n == 0) {
+            break;
+        }
+        /* Take the whole queue; hand the loop the spare array. */
+        struct apply_item **items = a->q;
+        size_t items_cap = a->cap;
+        size_t n = a->n;
+        a->q = mine;
+        a->cap = mine_cap;
+        a->n = 0;
+        mine = items;
+        mine_cap = items_cap;
+        a->busy = true;
+        pthread_mutex_unlock(&a->mu);
+
+        /* After an environmental failure nothing is applied any more. */
+        for (size_t i = 0; i < n; i++) {
+            if (o.fatal_rv == BO_OK) {
+                applier_apply(s, items[i], &o);
+                o.last = items[i]->index;
+                if ((i + 1) % APPLIER_PUBLISH_EVERY == 0 && i + 1 < n) {
+                    applier_publish(a, &o);
+                }
+            }
+            bo_free(items[i]);
+        }
+        if (o.fatal_rv == BO_OK) {
+            applier_publish(a, &o);
+            struct bo_err err = BO_ERR_INIT;
+            int rv = bo_store_flush(s->store, &err);
+            if (rv != BO_OK) {
+                o.fatal_rv = rv;
+                snprintf(o.fatal_msg, sizeof(o.fatal_msg), "sqlite commit: %s",
+                         bo_err_msg(&err, rv));
+            }
+        }
+        if (o.fatal_rv != BO_OK) {
+            applier_publish(a, &o);
+        }
+
+        pthread_mutex_lock(&a->mu);
+        a->busy = false;
+        if (a->n == 0) {
+            pthread_cond_broadcast(&a->idle_cv);
+        }
+        uv_async_send(&a->async); /* the loop may finish a checkpoint now */
+    }
+    pthread_mutex_unlock(&a->mu);
+    bo_free(mine);
+    bo_free(o.fails);
+    return NULL;
+}
+
+/* Wait until everything queued is applied and committed (loop thread). */
+static void applier_drain(struct bo_storage *s)
+{
+    struct applier *a = &s->ap;
+    if (!a->running) {
+        return;
+    }
+    pthread_mutex_lock(&a->mu);
+    while (a->n > 0 || a->busy) {
+        pthread_cond_wait(&a->idle_cv, &a->mu);
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+static bool applier_idle(struct bo_storage *s)
+{
+    struct applier *a = &s->ap;
+    pthread_mutex_lock(&a->mu);
+    bool idle = a->n == 0 && !a->busy;
+    pthread_mutex_unlock(&a->mu);
+    return idle;
+}
+
+static void record_latency(struct bo_storage *s, uint64_t start_ns);
+
+static void complete_write(struct bo_storage *s, struct write_impl *impl, int rv, const char *msg)
+{
+    struct bo_storage_write *req = impl->req;
+    if (rv == BO_OK) {
+        req->index = impl->index;
+        s->stats.writes_committed++;
+        record_latency(s, impl->start_ns);
+    } else {
+        s->stats.writes_failed++;
+    }
+    bo_free(impl);
+    req->impl = NULL;
+    s->applies--;
+    req->cb(req, rv, msg);
+}
+
+static void ckpt_maybe_finish(struct bo_storage *s);
+
+/* The applier moved on: complete the writes it reached (loop thread). */
+static void applier_async_cb(uv_async_t *h)
+{
+    struct bo_storage *s = h->data;
+    struct applier *a = &s->ap;
+    pthread_mutex_lock(&a->mu);
+    uint64_t applied = a->applied;
+    struct apply_fail *fails = a->fails;
+    size_t n_fails = a->n_fails;
+    a->fails = NULL;
+    a->n_fails = a->cap_fails = 0;
+    int fatal_rv = a->fatal_rv;
+    char fatal_msg[sizeof(a->fatal_msg)];
+    memcpy(fatal_msg, a->fatal_msg, sizeof(fatal_msg));
+    pthread_mutex_unlock(&a->mu);
+
+    if (applied > s->ap_seen) {
+        s->stats.entries_applied += applied - s->ap_seen;
+        s->ap_seen = applied;
+    }
+    size_t f = 0;
+    while (s->done_head != NULL && s->done_head->index <= applied) {
+        struct write_impl *impl = s->done_head;
+        s->done_head = impl->next;
+        if (s->done_head == NULL) {
+            s->done_tail = NULL;
+        }
+        while (f < n_fails && fails[f].index < impl->index) {
+            f++;
+        }
+        if (f < n_fails && fails[f].index == impl->index) {
+            complete_write(s, impl, fails[f].rv, fails[f].msg);
+        } else {
+            complete_write(s, impl, BO_OK, NULL);
+        }
+    }
+    bo_free(fails);
+    if (fatal_rv != BO_OK) {
+        fatal(s, fatal_rv, fatal_msg);
+        while (s->done_head != NULL) {
+            struct write_impl *impl = s->done_head;
+            s->done_head = impl->next;
+            complete_write(s, impl, BO_EIO, "storage stopped after a fatal error");
+        }
+        s->done_tail = NULL;
+    }
+    ckpt_maybe_finish(s);
+}
+
+static int applier_start(struct bo_storage *s, struct bo_err *err)
+{
+    struct applier *a = &s->ap;
+    if (pthread_mutex_init(&a->mu, NULL) != 0) {
+        return bo_errf(err, BO_ENOMEM, "storage: applier lock");
+    }
+    if (pthread_cond_init(&a->work_cv, NULL) != 0) {
+        pthread_mutex_destroy(&a->mu);
+        return bo_errf(err, BO_ENOMEM, "storage: applier condition");
+    }
+    if (pthread_cond_init(&a->idle_cv, NULL) != 0) {
+        pthread_cond_destroy(&a->work_cv);
+        pthread_mutex_destroy(&a->mu);
+        return bo_errf(err, BO_ENOMEM, "storage: applier condition");
+    }
+    int rv = uv_async_init(s->loop, &a->async, applier_async_cb);
+    if (rv == 0) {
+        a->async.data = s;
+        rv = pthread_create(&a->thread, NULL, applier_main, s);
+        if (rv != 0) {
+            uv_close((uv_handle_t *)&a->async, NULL);
+            uv_run(s->loop, UV_RUN_NOWAIT); /* let the close finish */
+            rv = UV_EAGAIN;
+        }
+    }
+    if (rv != 0) {
+        pthread_cond_destroy(&a->idle_cv);
+        pthread_cond_destroy(&a->work_cv);
+        pthread_mutex_destroy(&a->mu);
+        return bo_errf(err, BO_ENOMEM, "storage: start the applier: %s", uv_strerror(rv));
+    }
+    a->running = true;
+    return BO_OK;
+}
+
+/* Stop the thread once it has applied everything queued (loop thread). The
+ * async handle stays open for the completions; applier_close closes it. */
+static void applier_stop(struct bo_storage *s)
+{
+    struct applier *a = &s->ap;
+    if (!a->running) {
+        return;
+    }
+    pthread_mutex_lock(&a->mu);
+    a->stop = true;
+    pthread_cond_signal(&a->work_cv);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->thread, NULL);
+    a->running = false;
+}
+
+static void applier_release(struct bo_storage *s)
+{
+    struct applier *a = &s->ap;
+    for (size_t i = 0; i < a->n; i++) {
+        bo_free(a->q[i]);
+    }
+    bo_free(a->q);
+    bo_free(a->fails);
+    pthread_cond_destroy(&a->idle_cv);
+    pthread_cond_destroy(&a->work_cv);
+    pthread_mutex_destroy(&a->mu);
+}
+
+static int applier_push(struct bo_storage *s, const struct raft_buffer *buf, uint64_t index)
+{
+    struct applier *a = &s->ap;
+    struct apply_item *it = bo_malloc(sizeof(*it) + buf->len);
+    if (it == NULL) {
+        return BO_ENOMEM;
+    }
+    it->index = index;
+    it->len = buf->len;
+    memcpy(it->data, buf->base, buf->len);
+    pthread_mutex_lock(&a->mu);
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        struct apply_item **q = bo_realloc(a->q, cap * sizeof(*q));
+        if (q == NULL) {
+            pthread_mutex_unlock(&a->mu);
+            bo_free(it);
+            return BO_ENOMEM;
+        }
+        a->q = q;
+        a->cap = cap;
+    }
+    a->q[a->n++] = it;
+    if (a->n == 1) {
+        pthread_cond_signal(&a->work_cv);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return BO_OK;
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct bo_storage *s = fsm->data;
     struct bo_err err = BO_ERR_INIT;
     uint64_t index = raft_last_applied(&s->raft) + 1;
+    s->fsm_index = index;
+    if (s->applier_on) {
+        int rv = s->fatal ? BO_EIO : applier_push(s, buf, index);
+        if (rv != BO_OK && !s->fatal) {
+            char msg[64];
+            snprintf(msg, sizeof(msg), "apply entry %llu: out of memory",
+                     (unsigned long long)index);
+            fatal(s, rv, msg);
+        }
+        *result = (void *)(intptr_t)rv;
+        return 0;
+    }
     int rv = bo_store_apply_entry(s->store, buf->base, buf->len, index, &err);
     s->stats.entries_applied++;
     if (rv != BO_OK) {
@@ -300,6 +707,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct bo_storage *s = fsm->data;
     struct bo_err err = BO_ERR_INIT;
+    applier_drain(s);
     int rv = bo_store_restore(s->store, buf->base, buf->len, 0, &err);
     if (rv != BO_OK) {
         bo_err_wrapf(&err, rv, "restore snapshot");
@@ -318,6 +726,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
         return RAFT_BUSY;
     }
     struct bo_err err = BO_ERR_INIT;
+    applier_drain(s); /* the view must be at raft's applied index */
     int rv = bo_store_view_open(s->store, &s->snap_view, &err);
     if (rv != BO_OK) {
         bo_warn("storage: snapshot: %s", bo_err_msg(&err, rv));
@@ -503,6 +912,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
 {
     struct bo_storage *s = req->data;
     s->barrier_pending = false;
+    applier_drain(s); /* a new leader's reads see every earlier entry */
     bo_store_note_index(s->store, raft_last_applied(&s->raft));
     if (status == 0 && raft_state(&s->raft) == RAFT_LEADER) {
         set_role(s, BO_ROLE_LEADER);
@@ -514,6 +924,11 @@ static void barrier_cb(struct raft_barrier *req, int status)
 static void flush_check_cb(uv_check_t *h)
 {
     struct bo_storage *s = h->data;
+    /* With the applier, it commits what it applies; here only a group of
+     * reads (bo_store_read_begin) is left to end, and only while it idles. */
+    if (s->applier_on && !applier_idle(s)) {
+        return;
+    }
     if (!bo_store_pending(s->store)) {
         return;
     }
@@ -525,9 +940,17 @@ static void flush_check_cb(uv_check_t *h)
         fatal(s, rv, msg);
         return;
     }
+    ckpt_maybe_finish(s);
+}
+
+/* A worker's checkpoint ended: copy the few frames committed meanwhile, on
+ * the store's connection between two groups (store.h, "Checkpoints"). */
+static void ckpt_maybe_finish(struct bo_storage *s)
+{
     if (s->ckpt_finish && s->ckpt == NULL) {
         s->ckpt_finish = false;
-        rv = bo_store_ckpt_finish(s->store, &err);
+        struct bo_err err = BO_ERR_INIT;
+        int rv = bo_store_ckpt_finish(s->store, &err);
         if (rv != BO_OK) {
             bo_warn("storage: checkpoint: %s", bo_err_msg(&err, rv));
         }
@@ -687,29 +1110,35 @@ static void record_latency(struct bo_storage *s, uint64_t start_ns)
 static void apply_cb(struct raft_apply *apply, int status, void *result)
 {
     struct write_impl *impl = apply->data;
-    struct bo_storage_write *req = impl->req;
-    struct bo_storage *s = req->s;
+    struct bo_storage *s = impl->req->s;
     int rv = status != 0 ? from_raft(status) : (int)(intptr_t)result;
-    const char *msg = NULL;
     char buf[BO_ERR_MSG_SIZE];
     if (status != 0) {
         snprintf(buf, sizeof(buf), "log append: %s", raft_strerror(status));
-        msg = buf;
-    } else if (rv != BO_OK) {
-        msg = bo_err_msg(&s->apply_err, rv);
-    } else {
-        req->index = raft_last_applied(&s->raft);
+        complete_write(s, impl, rv, buf);
+        return;
     }
-    if (rv == BO_OK) {
-        s->stats.writes_committed++;
-        record_latency(s, impl->start_ns);
-    } else {
-        s->stats.writes_failed++;
+    /* libraft 0.15 calls this right after fsm_apply for the same entry and
+     * counts the entry as applied only afterwards. */
+    impl->index = s->fsm_index;
+    if (rv != BO_OK) {
+        complete_write(s, impl, rv,
+                       s->applier_on ? "storage stopped after a fatal error"
+                                     : bo_err_msg(&s->apply_err, rv));
+        return;
     }
-    bo_free(impl);
-    req->impl = NULL;
-    s->applies--;
-    req->cb(req, rv, msg);
+    if (!s->applier_on) {
+        complete_write(s, impl, BO_OK, NULL);
+        return;
+    }
+    /* Committed and queued for the applier: completed when it is applied. */
+    impl->next = NULL;
+    if (s->done_tail != NULL) {
+        s->done_tail->next = impl;
+    } else {
+        s->done_head = impl;
+    }
+    s->done_tail = impl;
 }
 
 /* Raft's segment format stores entry payloads padded to 8 bytes and trusts
@@ -1131,6 +1560,27 @@ static void abort_raft(struct bo_storage *s)
     raft_uv_tcp_close(&s->transport);
 }
 
+static void applier_abort_closed_cb(uv_handle_t *h)
+{
+    struct bo_storage *s = h->data;
+    s->ap.async.data = NULL;
+}
+
+/* Undo applier_start for a failed open: nothing was queued for it. */
+static void applier_abort(struct bo_storage *s)
+{
+    if (!s->ap.running) {
+        return;
+    }
+    applier_stop(s);
+    uv_close((uv_handle_t *)&s->ap.async, applier_abort_closed_cb);
+    while (s->ap.async.data != NULL) {
+        uv_run(s->loop, UV_RUN_ONCE);
+    }
+    applier_release(s);
+    s->applier_on = false;
+}
+
 static char *dup_or_null(const char *s)
 {
     return s != NULL ? bo_strdup(s) : NULL;
@@ -1263,6 +1713,13 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
     raft_set_heartbeat_timeout(&s->raft, cfg->heartbeat_timeout_ms);
     raft_set_pre_vote(&s->raft, true);
 
+    s->applier_on = bo_flags_env_on("BO_APPLIER");
+    if (s->applier_on) {
+        rv = applier_start(s, err);
+        if (rv != BO_OK) {
+            goto err_after_raft;
+        }
+    }
     rv = raft_start(&s->raft);
     if (rv != 0) {
         if (s->restore_err.msg[0] != '\0') {
@@ -1306,6 +1763,7 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
 
 err_after_raft:
     abort_raft(s);
+    applier_abort(s);
 err_after_store:
     bo_store_close(s->store);
 err_after_alloc:
@@ -1358,6 +1816,15 @@ static void raft_closed_cb(struct raft *r)
     r->configuration.servers = NULL;
     r->configuration.n = 0;
     r->close_cb = NULL;
+    if (s->applier_on) {
+        /* No entry comes any more: let the applier finish, complete what it
+         * applied, and stop it. */
+        applier_drain(s);
+        applier_async_cb(&s->ap.async);
+        applier_stop(s);
+        s->closing_pending++;
+        uv_close((uv_handle_t *)&s->ap.async, handle_closed_cb);
+    }
     s->closing_pending--;
     maybe_finish_close(s);
 }
@@ -1413,6 +1880,10 @@ void bo_storage_free(struct bo_storage *s)
     if (s->raft_closed) {
         raft_uv_close(&s->io);
         raft_uv_tcp_close(&s->transport);
+    }
+    if (s->applier_on) {
+        applier_stop(s); /* stopped at raft's close already, unless it never came */
+        applier_release(s);
     }
     if (s->snap_view != NULL) {
         bo_store_view_close(s->snap_view);

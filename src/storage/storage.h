@@ -40,7 +40,11 @@
  * main): raft's transport writes to sockets whose peer may have died, and the
  * default action would kill the process without a word.
  *
- * Threads: all functions and callbacks run on the loop thread.
+ * Threads: all functions and callbacks run on the loop thread. Committed
+ * entries are applied to the store on a thread of the storage's own (the
+ * applier, storage.c), so the store returned by bo_storage_store is shared
+ * with it under the store's lock (store.h, "Threads"): a read sees every
+ * entry whose write was called back, and perhaps a few later ones.
  * Lifecycle: bo_storage_open -> ... -> bo_storage_close(cb) -> bo_storage_free
  * once the loop has run dry (uv_run returned): raft's I/O can complete
  * requests after the close callback, and they use memory freed there.
@@ -117,7 +121,8 @@ enum bo_storage_role bo_storage_role(const struct bo_storage *s);
 /* The leader's id and address as this replica knows them (0 / NULL if none). */
 void bo_storage_leader(const struct bo_storage *s, uint64_t *id, const char **address);
 
-/* The store, for reads on the loop thread. Never write through it. */
+/* The store, for reads on the loop thread (shared with the applier, see
+ * "Threads" above). Never write through it. */
 struct bo_store *bo_storage_store(struct bo_storage *s);
 
 /* ---- writes ---- */

@@ -13,10 +13,9 @@
  * by hash and confirmed by comparing bytes, inserted when new; a reference
  * count (`refs`, and `task_refs` for the tasks among them) is kept by the
  * apply code and a config whose count drops to zero is deleted in the same
- * transaction, as is a job row nothing refers to any more. A small memo of the
- * last configs seen (keyed by their canonical encoding, compared whole)
- * spares the lookup in SQLite when a transaction saves many tasks with one
- * config.
+ * transaction, as is a job row nothing refers to any more. A memo of the
+ * configs seen lately (keyed by their canonical encoding, compared whole)
+ * spares most lookups in SQLite.
  *
  * Tasks are stored as the protobuf encoding of the ScheduledTask with
  * assigned_task.task left out (events, ports, failure count, ancestor, slave
@@ -116,7 +115,8 @@ static const char schema_tables[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS jobs(id INTEGER PRIMARY KEY, role TEXT NOT NULL,"
     " environment TEXT NOT NULL, name TEXT NOT NULL, UNIQUE(role, environment, name));"
-    "CREATE TABLE IF NOT EXISTS task_configs(id INTEGER PRIMARY KEY, hash_lo INTEGER NOT NULL,"
+    "CREATE TABLE IF NOT EXISTS task_configs(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " hash_lo INTEGER NOT NULL,"
     " hash_hi INTEGER NOT NULL, job_id INTEGER NOT NULL, refs INTEGER NOT NULL,"
     " task_refs INTEGER NOT NULL, body BLOB NOT NULL);"
     "CREATE INDEX IF NOT EXISTS task_configs_hash ON task_configs(hash_lo, hash_hi);"
@@ -535,13 +535,18 @@ struct conn {
     uint64_t qc_clock;
 };
 
-/* The last configs interned, keyed by their canonical encoding. Entries are valid
- * only for `memo_conn` and are dropped whenever a config row is deleted or a
- * transaction rolls back. */
-#define MEMO_SIZE 8
+/* Configs interned lately, keyed by their canonical encoding: a table of
+ * MEMO_SIZE slots, each holding the last config whose hash fell in it.
+ * Entries are valid only for `memo_conn` and for the generation they were
+ * made in; a config row deleted or a transaction rolled back starts a new
+ * generation. With writes spread over many jobs, 8 slots missed nearly
+ * always and each miss looked the config up in SQLite (a tenth of an
+ * apply, docs/benchmarks.md, "Fifth pass"). At most MEMO_SIZE copies of
+ * configs are kept (~1-2 KB each), allocated as they are first used. */
+#define MEMO_SIZE 32768
 
 struct memo_entry {
-    bool used;
+    uint64_t gen; /* valid when equal to the store's memo_gen */
     uint64_t hash;
     struct bo_buf raw;
     int64_t config_id;
@@ -549,6 +554,11 @@ struct memo_entry {
 };
 
 struct bo_store {
+    /* Held by every public function for its duration (STORE_LOCKED), so the
+     * storage's applier thread and the loop thread can share the store
+     * (storage.c, "The applier"); recursive, since the callbacks of the
+     * streaming reads may call back in. */
+    pthread_mutex_t lock;
     char *path;
     struct conn main;
     uint64_t applied_index;
@@ -558,8 +568,8 @@ struct bo_store {
     bool group_open;
     bool group_index; /* an entry applied in the group: its index to write */
     unsigned n_views;
-    struct memo_entry memo[MEMO_SIZE];
-    unsigned memo_next;
+    struct memo_entry *memo; /* MEMO_SIZE, NULL until the first config */
+    uint64_t memo_gen;       /* starts at 1: a zeroed entry is invalid */
     const struct conn *memo_conn;
     /* Scratch buffers reused across calls (owning thread only). */
     struct bo_buf raw, canon, part;
@@ -599,6 +609,22 @@ struct bo_store_view {
     struct conn c;
     uint64_t index;
 };
+
+static struct bo_store *store_lock(const struct bo_store *st)
+{
+    struct bo_store *m = (struct bo_store *)st; /* the lock is not the state */
+    pthread_mutex_lock(&m->lock);
+    return m;
+}
+
+static void store_unlock_guard(struct bo_store **st)
+{
+    pthread_mutex_unlock(&(*st)->lock);
+}
+
+/* Hold st's lock until the enclosing block ends, on every way out of it. */
+#define STORE_LOCKED(st)                                                                           \
+    struct bo_store *store_guard_ __attribute__((cleanup(store_unlock_guard))) = store_lock(st)
 
 /* ------------------------------------------------------------ helpers ---- */
 
@@ -873,9 +899,7 @@ static void host_cache_reset(struct bo_store *st);
 
 static void memo_clear(struct bo_store *st)
 {
-    for (size_t i = 0; i < MEMO_SIZE; i++) {
-        st->memo[i].used = false;
-    }
+    st->memo_gen++;
     st->memo_conn = NULL;
 }
 
@@ -889,15 +913,13 @@ static void memo_reset(struct bo_store *st)
 static struct memo_entry *memo_find(struct bo_store *st, const struct conn *c, uint64_t h,
                                     const struct bo_buf *raw)
 {
-    if (st->memo_conn != c) {
+    if (st->memo_conn != c || st->memo == NULL) {
         return NULL;
     }
-    for (size_t i = 0; i < MEMO_SIZE; i++) {
-        struct memo_entry *e = &st->memo[i];
-        if (e->used && e->hash == h && e->raw.len == raw->len &&
-            memcmp(e->raw.data, raw->data, raw->len) == 0) {
-            return e;
-        }
+    struct memo_entry *e = &st->memo[h % MEMO_SIZE];
+    if (e->gen == st->memo_gen && e->hash == h && e->raw.len == raw->len &&
+        memcmp(e->raw.data, raw->data, raw->len) == 0) {
+        return e;
     }
     return NULL;
 }
@@ -909,14 +931,19 @@ static void memo_add(struct bo_store *st, const struct conn *c, uint64_t h,
         memo_clear(st);
         st->memo_conn = c;
     }
-    struct memo_entry *e = &st->memo[st->memo_next];
-    st->memo_next = (st->memo_next + 1) % MEMO_SIZE;
-    e->used = false;
+    if (st->memo == NULL) {
+        st->memo = bo_calloc(MEMO_SIZE, sizeof(*st->memo));
+        if (st->memo == NULL) {
+            return; /* a memo miss costs time, not correctness */
+        }
+    }
+    struct memo_entry *e = &st->memo[h % MEMO_SIZE];
+    e->gen = 0;
     e->raw.len = 0;
     if (bo_buf_append(&e->raw, raw->data, raw->len) != BO_OK) {
-        return; /* a memo miss costs time, not correctness */
+        return;
     }
-    e->used = true;
+    e->gen = st->memo_gen;
     e->hash = h;
     e->config_id = config_id;
     e->job_id = job_id;
@@ -2520,6 +2547,7 @@ static void txn_rollback(struct bo_store *st)
 
 void bo_store_set_group_commit(struct bo_store *st, bool on)
 {
+    STORE_LOCKED(st);
     struct bo_err ignored = BO_ERR_INIT;
     if (!on) {
         bo_store_flush(st, &ignored);
@@ -2531,6 +2559,7 @@ void bo_store_set_group_commit(struct bo_store *st, bool on)
 
 int bo_store_flush(struct bo_store *st, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     bool index = st->group_index;
     st->group_index = false;
     if (!st->group_open) {
@@ -2559,6 +2588,7 @@ int bo_store_flush(struct bo_store *st, struct bo_err *err)
 
 int bo_store_read_begin(struct bo_store *st, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     if (!st->group_commit || st->group_open || st->main.db == NULL) {
         return BO_OK;
     }
@@ -2571,6 +2601,7 @@ int bo_store_read_begin(struct bo_store *st, struct bo_err *err)
 
 bool bo_store_pending(const struct bo_store *st)
 {
+    STORE_LOCKED(st);
     return st->group_open;
 }
 
@@ -2632,6 +2663,7 @@ fail:
 int bo_store_apply(struct bo_store *st, const Bo__Transaction *txn, uint64_t index,
                    struct bo_err *err)
 {
+    STORE_LOCKED(st);
     int rc = check_txn(txn, err);
     if (rc != BO_OK) {
         return rc;
@@ -2663,11 +2695,21 @@ int bo_store_validate(struct bo_store *st, const Bo__Transaction *txn, struct bo
     if (rc != BO_OK) {
         return rc;
     }
+    /* Events need their update: in the store or saved earlier in txn. Only
+     * those read the store, so only they take its lock. */
+    bool reads = false;
+    for (size_t i = 0; i < txn->n_ops && !reads; i++) {
+        reads = txn->ops[i]->op_case == BO__OP__OP_SAVE_JOB_UPDATE_EVENT ||
+                txn->ops[i]->op_case == BO__OP__OP_SAVE_JOB_INSTANCE_UPDATE_EVENT;
+    }
+    if (!reads) {
+        return BO_OK;
+    }
+    STORE_LOCKED(st);
     rc = store_usable(st, err);
     if (rc != BO_OK) {
         return rc;
     }
-    /* Events need their update: in the store or saved earlier in txn. */
     for (size_t i = 0; i < txn->n_ops; i++) {
         const Bo__Op *op = txn->ops[i];
         const Bo__JobUpdateKey *key = NULL;
@@ -2920,6 +2962,15 @@ int bo_store_open(const char *path, bool fresh, struct bo_store **out, struct bo
         return bo_errf(err, BO_ENOMEM, "open store: out of memory");
     }
     int rc;
+    pthread_mutexattr_t attr;
+    if (pthread_mutexattr_init(&attr) != 0 ||
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE) != 0 ||
+        pthread_mutex_init(&st->lock, &attr) != 0) {
+        bo_free(st);
+        return bo_errf(err, BO_ENOMEM, "open store: cannot create its lock");
+    }
+    pthread_mutexattr_destroy(&attr);
+    st->memo_gen = 1;
     st->path = bo_strdup(path);
     if (st->path == NULL) {
         rc = bo_errf(err, BO_ENOMEM, "open store: out of memory");
@@ -2949,6 +3000,7 @@ int bo_store_open(const char *path, bool fresh, struct bo_store **out, struct bo
     *out = st;
     return BO_OK;
 fail:
+    pthread_mutex_destroy(&st->lock);
     bo_free(st->path);
     bo_free(st);
     return rc;
@@ -2974,9 +3026,10 @@ void bo_store_close(struct bo_store *st)
     counts_forget(st);
     ckpt_conn_drop(st);
     conn_close(&st->main, true);
-    for (size_t i = 0; i < MEMO_SIZE; i++) {
+    for (size_t i = 0; st->memo != NULL && i < MEMO_SIZE; i++) {
         bo_buf_release(&st->memo[i].raw);
     }
+    bo_free(st->memo);
     bo_buf_release(&st->raw);
     bo_buf_release(&st->canon);
     bo_buf_release(&st->part);
@@ -2984,12 +3037,14 @@ void bo_store_close(struct bo_store *st)
     bo_lru_free(st->texts);
     arena_release(&st->apply_arena);
     host_cache_reset(st);
+    pthread_mutex_destroy(&st->lock);
     bo_free(st->path);
     bo_free(st);
 }
 
 void bo_store_note_index(struct bo_store *st, uint64_t index)
 {
+    STORE_LOCKED(st);
     if (index > st->applied_index) {
         st->applied_index = index;
     }
@@ -2997,6 +3052,7 @@ void bo_store_note_index(struct bo_store *st, uint64_t index)
 
 uint64_t bo_store_applied_index(const struct bo_store *st)
 {
+    STORE_LOCKED(st);
     return st->applied_index;
 }
 
@@ -3365,6 +3421,7 @@ struct bo_store_ckpt {
 
 int bo_store_ckpt_open(struct bo_store *st, struct bo_store_ckpt **out, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
         return rc;
@@ -3427,6 +3484,7 @@ static int ckpt_left(const struct bo_store *st)
 
 int bo_store_ckpt_finish(struct bo_store *st, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     if (st->main.db == NULL || st->group_open || !st->group_commit) {
         return BO_OK;
     }
@@ -3443,6 +3501,7 @@ int bo_store_ckpt_finish(struct bo_store *st, struct bo_err *err)
 
 bool bo_store_ckpt_behind(const struct bo_store *st)
 {
+    STORE_LOCKED(st);
     return !st->ckpt_blocked && ckpt_left(st) > BO_CKPT_FINISH_MAX_FRAMES;
 }
 
@@ -3451,6 +3510,7 @@ void bo_store_ckpt_close(struct bo_store_ckpt *k)
     if (k == NULL) {
         return;
     }
+    STORE_LOCKED(k->st);
     k->st->n_views--;
     k->st->ckpt_busy = false;
     k->st->ckpt_done = k->done;
@@ -3460,6 +3520,7 @@ void bo_store_ckpt_close(struct bo_store_ckpt *k)
 
 int bo_store_view_open(struct bo_store *st, struct bo_store_view **out, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
         return rc;
@@ -3525,6 +3586,7 @@ void bo_store_view_close(struct bo_store_view *view)
         return;
     }
     bo_store_view_release(view);
+    STORE_LOCKED(view->st);
     view->st->n_views--;
     bo_free(view);
 }
@@ -3662,6 +3724,7 @@ int bo_store_view_export(struct bo_store_view *view, struct bo_snap_writer *w, i
 int bo_store_export(struct bo_store *st, struct bo_snap_writer *w, int64_t now_ms,
                     struct bo_err *err)
 {
+    STORE_LOCKED(st);
     struct bo_store_view *v;
     int rc = bo_store_view_open(st, &v, err);
     if (rc != BO_OK) {
@@ -4613,12 +4676,14 @@ static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, b
 int bo_store_restore(struct bo_store *st, const uint8_t *image, size_t len, uint64_t index,
                      struct bo_err *err)
 {
+    STORE_LOCKED(st);
     return restore_from(st, image, len, false, index, err);
 }
 
 int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, uint64_t index,
                          struct bo_err *err)
 {
+    STORE_LOCKED(st);
     /* Find which oneof member is set without decoding a whole snapshot. */
     struct bo_pb_reader r;
     struct bo_pb_field f;
@@ -5043,6 +5108,7 @@ static int query_list(struct bo_store *st, const struct bo_task_query *q, bool w
 int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
                          struct bo_task_list *out, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     struct bo_config_cache cc = {0};
     int rc = query_list(st, q, with_configs, &cc, out, err);
     if (rc != BO_OK) {
@@ -5060,6 +5126,7 @@ int bo_store_query_tasks_shared(struct bo_store *st, const struct bo_task_query 
                                 struct bo_config_cache *cc, struct bo_task_list *out,
                                 struct bo_err *err)
 {
+    STORE_LOCKED(st);
     return query_list(st, q, true, cc, out, err);
 }
 
@@ -5077,6 +5144,7 @@ static int each_one(Bo__ScheduledTask *t, void *data)
 int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool with_configs,
                        bo_task_fn fn, void *data, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     struct arena arena = {0};
     struct bo_config_cache cc = {0};
     struct each_ctx e = {fn, data};
@@ -5089,6 +5157,7 @@ int bo_store_each_task(struct bo_store *st, const struct bo_task_query *q, bool 
 int bo_store_set_task_render(struct bo_store *st, bo_task_render_fn render, size_t budget,
                              struct bo_err *err)
 {
+    STORE_LOCKED(st);
     struct bo_lru *texts;
     if (bo_lru_new(budget, &texts) != BO_OK) {
         return bo_errf(err, BO_ENOMEM, "task texts: out of memory");
@@ -5144,6 +5213,7 @@ static int task_text_render(struct bo_store *st, int64_t id, struct arena *arena
 int bo_store_each_task_text(struct bo_store *st, const struct bo_task_query *q, bo_text_fn fn,
                             void *data, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     if (st->render == NULL) {
         return bo_errf(err, BO_EINVAL, "task query: no task renderer");
     }
@@ -5185,6 +5255,7 @@ int bo_store_each_task_text(struct bo_store *st, const struct bo_task_query *q, 
 
 void bo_store_get_text_stats(const struct bo_store *st, struct bo_store_text_stats *out)
 {
+    STORE_LOCKED(st);
     *out = (struct bo_store_text_stats){0};
     if (st->texts != NULL) {
         struct bo_lru_stats ls;
@@ -5214,6 +5285,7 @@ void bo_task_list_release(struct bo_task_list *l)
 int bo_store_count_tasks(struct bo_store *st, const struct bo_task_query *q, uint64_t *count,
                          struct bo_err *err)
 {
+    STORE_LOCKED(st);
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
         return rc;
@@ -5353,6 +5425,7 @@ static void job_summary_count(sqlite3_stmt *s, struct bo_job_summary *js)
 int bo_store_job_summaries(struct bo_store *st, const char *role, struct bo_job_summary_list *out,
                            struct bo_err *err)
 {
+    STORE_LOCKED(st);
     *out = (struct bo_job_summary_list){0};
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
@@ -5423,6 +5496,7 @@ void bo_role_summary_list_release(struct bo_role_summary_list *l)
 int bo_store_role_summaries(struct bo_store *st, struct bo_role_summary_list *out,
                             struct bo_err *err)
 {
+    STORE_LOCKED(st);
     *out = (struct bo_role_summary_list){0};
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
@@ -5541,6 +5615,7 @@ static int cmp_group(const void *a, const void *b)
 int bo_store_config_groups(struct bo_store *st, const Bo__JobKey *job,
                            struct bo_config_group_list *out, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     *out = (struct bo_config_group_list){0};
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
@@ -5653,6 +5728,7 @@ static int list_out(struct msg_vec *v, int rc, void *out, size_t *n)
 int bo_store_get_cron_job(struct bo_store *st, const Bo__JobKey *key, Bo__JobConfiguration **out,
                           struct bo_err *err)
 {
+    STORE_LOCKED(st);
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
         return rc;
@@ -5687,6 +5763,7 @@ int bo_store_get_cron_job(struct bo_store *st, const Bo__JobKey *key, Bo__JobCon
 int bo_store_list_cron_jobs(struct bo_store *st, Bo__JobConfiguration ***out, size_t *n,
                             struct bo_err *err)
 {
+    STORE_LOCKED(st);
     struct msg_vec v = {0};
     int rc = store_usable(st, err);
     if (rc == BO_OK) {
@@ -5722,6 +5799,7 @@ static int get_by_text(struct bo_store *st, enum stmt_id id, const char *key,
 int bo_store_get_quota(struct bo_store *st, const char *role, Bo__ResourceAggregate **out,
                        struct bo_err *err)
 {
+    STORE_LOCKED(st);
     void *m;
     int rc = get_by_text(st, S_QUOTA_GET, role, &bo__resource_aggregate__descriptor, "get quota",
                          &m, err);
@@ -5737,6 +5815,7 @@ int bo_store_get_quota(struct bo_store *st, const char *role, Bo__ResourceAggreg
 int bo_store_list_quotas(struct bo_store *st, Bo__QuotaConfiguration ***out, size_t *n,
                          struct bo_err *err)
 {
+    STORE_LOCKED(st);
     struct msg_vec v = {0};
     int rc = store_usable(st, err);
     if (rc == BO_OK) {
@@ -5748,6 +5827,7 @@ int bo_store_list_quotas(struct bo_store *st, Bo__QuotaConfiguration ***out, siz
 int bo_store_get_host(struct bo_store *st, const char *host, Bo__HostAttributes **out,
                       struct bo_err *err)
 {
+    STORE_LOCKED(st);
     void *m;
     int rc =
         get_by_text(st, S_HOST_GET, host, &bo__host_attributes__descriptor, "get host", &m, err);
@@ -5764,6 +5844,7 @@ int bo_store_get_host(struct bo_store *st, const char *host, Bo__HostAttributes 
 int bo_store_list_hosts(struct bo_store *st, Bo__HostAttributes ***out, size_t *n,
                         struct bo_err *err)
 {
+    STORE_LOCKED(st);
     struct msg_vec v = {0};
     int rc = store_usable(st, err);
     if (rc == BO_OK) {
@@ -5778,6 +5859,7 @@ int bo_store_list_hosts(struct bo_store *st, Bo__HostAttributes ***out, size_t *
 int bo_store_list_maintenance(struct bo_store *st, Bo__HostMaintenanceRequest ***out, size_t *n,
                               struct bo_err *err)
 {
+    STORE_LOCKED(st);
     struct msg_vec v = {0};
     int rc = store_usable(st, err);
     if (rc == BO_OK) {
@@ -5789,6 +5871,7 @@ int bo_store_list_maintenance(struct bo_store *st, Bo__HostMaintenanceRequest **
 int bo_store_get_job_update(struct bo_store *st, const Bo__JobUpdateKey *key,
                             Bo__JobUpdateDetails **out, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
         return rc;
@@ -5826,6 +5909,7 @@ int bo_store_get_job_update(struct bo_store *st, const Bo__JobUpdateKey *key,
 int bo_store_list_job_updates(struct bo_store *st, const Bo__JobKey *job,
                               Bo__JobUpdateSummary ***out, size_t *n, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     struct msg_vec v = {0};
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
@@ -5859,6 +5943,7 @@ int bo_store_list_job_updates(struct bo_store *st, const Bo__JobKey *job,
 
 int bo_store_get_metadata(struct bo_store *st, Bo__SchedulerMetadata **out, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
         return rc;
@@ -5883,6 +5968,7 @@ void bo_store_free_list(void *array, size_t n)
 
 int bo_store_counts(struct bo_store *st, struct bo_store_counts *out, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
         return rc;
@@ -5995,6 +6081,7 @@ static int digest_row(struct digest *d, sqlite3_stmt *s)
 
 int bo_store_digest(struct bo_store *st, uint64_t *digest, struct bo_err *err)
 {
+    STORE_LOCKED(st);
     int rc = store_usable(st, err);
     if (rc != BO_OK) {
         return rc;

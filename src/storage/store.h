@@ -15,15 +15,21 @@
  * need no scan); cron_jobs; quotas; host_attributes; maintenance; job_updates
  * with their configs and events; meta (applied index, cluster id).
  *
- * The database is a cache of the log: it lives in a file in WAL mode with
- * synchronous=OFF and is rebuilt from the last snapshot and the log at start.
+ * The database is a cache of the log: it lives in a file in WAL mode, is
+ * never synced, and is rebuilt from the last snapshot and the log at start.
  * That is what makes a second, read-only connection possible: a read view
  * pinned on the loop thread gives a consistent state to a worker thread that
- * serializes a snapshot while the loop goes on applying writes.
+ * serializes a snapshot while the store goes on applying writes.
  *
- * Threads: every function except the bo_store_view_* export runs on the thread
- * that owns the store (the loop thread). A view is opened and closed on the
- * owning thread and exported on any one thread in between.
+ * Threads: the store may be used by two threads, the storage's applier
+ * (applies, commits) and the loop (reads, views, checkpoints); every public
+ * function holds the store's lock for its duration, so calls never overlap.
+ * The lock is recursive: a streaming read's callback may call the store. It
+ * makes each call atomic, not a sequence of them: between two reads the
+ * applier may apply entries whose writes are not yet called back. Config
+ * row ids are never reused (AUTOINCREMENT), so a bo_config_cache stays right
+ * across applies. A view is opened and closed under the lock and exported on
+ * any one thread in between; a checkpoint likewise.
  *
  * Ownership: query results are allocated by the store and freed with the
  * matching *_release function. Protobuf structs passed in are not kept.
@@ -191,8 +197,9 @@ int bo_store_query_tasks(struct bo_store *st, const struct bo_task_query *q, boo
  * to each: a config is read and decoded the first time a task names it,
  * and the tasks' configs belong to the cache, not to the lists, valid until
  * bo_config_cache_release (release the lists first or after: either). The
- * cache is for one stretch of reads: configs no task uses any more may be
- * collected by later writes, and their ids used again. */
+ * cache is for one stretch of reads (it holds every config it decoded):
+ * configs no task uses any more may be collected by later writes, though
+ * their ids are never used again. */
 struct bo_config_cache {
     /* private: ids sorted, with their decoded configs */
     int64_t *ids;

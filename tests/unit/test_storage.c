@@ -377,6 +377,117 @@ static void backup_stage_query_delete_commit(void **state)
                          BO_OK);
 }
 
+/* Many writes in flight at once: the applier applies them on its own
+ * thread, yet each callback fires in log order, after its entry is applied
+ * (its task is there to read), and a snapshot taken in the middle of them is
+ * at a consistent point: a restart from it has every write. */
+#define INFLIGHT 200
+
+struct flight {
+    struct wreq r[INFLIGHT];
+    struct txn_buf b;
+    char prefix[INFLIGHT][16];
+    uint64_t last_index;
+    int in_order;
+    int saw_own;
+};
+
+static struct flight *flight_of;
+
+static void flight_cb(struct bo_storage_write *req, int status, const char *msg)
+{
+    write_cb(req, status, msg);
+    struct wreq *r = (struct wreq *)req;
+    struct flight *fl = flight_of;
+    size_t k = (size_t)(r - fl->r);
+    if (status != BO_OK) {
+        return;
+    }
+    if (req->index > fl->last_index) {
+        fl->in_order++;
+    }
+    fl->last_index = req->index;
+    char id[48];
+    snprintf(id, sizeof(id), "%s-0", fl->prefix[k]);
+    const char *ids[] = {id};
+    struct bo_task_query q = {.task_ids = ids, .n_task_ids = 1};
+    uint64_t n = 0;
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_store_count_tasks(bo_storage_store(r->f->s), &q, &n, &err), BO_OK);
+    fl->saw_own += n == 1;
+}
+
+static void writes_in_flight_complete_in_order_after_their_apply(void **state)
+{
+    struct fx *f = *state;
+    open_storage(f);
+    struct flight *fl = calloc(1, sizeof(*fl));
+    flight_of = fl;
+    struct bo_err err = BO_ERR_INIT;
+    for (int k = 0; k < INFLIGHT; k++) {
+        snprintf(fl->prefix[k], sizeof(fl->prefix[k]), "f%d", k);
+        fl->r[k].f = f;
+        int rv = bo_storage_write(f->s, &fl->r[k].w, make_txn(&fl->b, "fly", fl->prefix[k], 1),
+                                  flight_cb, &err);
+        if (rv != BO_OK) {
+            fail_msg("write %d: %s", k, bo_err_msg(&err, rv));
+        }
+        if (k == INFLIGHT / 2) {
+            assert_int_equal(bo_storage_snapshot_now(f->s, done_cb, f, &err), BO_OK);
+        }
+    }
+    double end = now_ms() + 20000;
+    while ((f->writes_done < INFLIGHT || f->done_calls < 1) && now_ms() < end) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    assert_int_equal(f->writes_done, INFLIGHT);
+    assert_int_equal(f->done_calls, 1);
+    assert_int_equal(f->done_status, BO_OK);
+    assert_int_equal(fl->in_order, INFLIGHT);
+    assert_int_equal(fl->saw_own, INFLIGHT);
+    struct bo_storage_stats st;
+    bo_storage_stats(f->s, &st);
+    assert_int_equal(st.writes_committed, INFLIGHT + 1); /* and the snapshot's noop */
+    assert_true(st.entries_applied >= INFLIGHT);
+    close_storage(f);
+    open_storage(f);
+    assert_int_equal(count_tasks(f, "fly"), INFLIGHT);
+    free(fl);
+}
+
+/* An entry that passes the log but not the store (bytes that do not decode,
+ * appended as they are) fails its own write, with the store's reason; the
+ * writes around it, in flight with it, are applied. */
+static void entry_the_store_rejects_fails_only_its_write(void **state)
+{
+    struct fx *f = *state;
+    open_storage(f);
+    struct txn_buf b1, b2;
+    struct wreq before = {.f = f}, bad = {.f = f}, after = {.f = f};
+    struct bo_err err = BO_ERR_INIT;
+    static const uint8_t junk[] = {0x0a, 0x7f, 0x01}; /* a field longer than its entry */
+    assert_int_equal(bo_storage_write(f->s, &before.w, make_txn(&b1, "ok", "b", 1), write_cb, &err),
+                     BO_OK);
+    assert_int_equal(bo_storage_write_entry(f->s, &bad.w, junk, sizeof(junk), write_cb, &err),
+                     BO_OK);
+    assert_int_equal(bo_storage_write(f->s, &after.w, make_txn(&b2, "ok", "a", 1), write_cb, &err),
+                     BO_OK);
+    double end = now_ms() + 10000;
+    while (f->writes_done < 3 && now_ms() < end) {
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    assert_int_equal(f->writes_done, 3);
+    if (f->last_status != BO_OK) {
+        fail_msg("last write: %d %s", f->last_status, f->last_msg);
+    }
+    assert_true(before.fired && bad.fired && after.fired);
+    assert_int_equal(count_tasks(f, "ok"), 2);
+    struct bo_storage_stats st;
+    bo_storage_stats(f->s, &st);
+    assert_int_equal(st.writes_committed, 2);
+    assert_int_equal(st.writes_failed, 1);
+}
+
 static void open_refuses_bad_config(void **state)
 {
     struct fx *f = *state;
@@ -406,6 +517,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(snapshot_on_demand_then_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(backup_stage_query_delete_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(open_refuses_bad_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(writes_in_flight_complete_in_order_after_their_apply, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(entry_the_store_rejects_fails_only_its_write, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
