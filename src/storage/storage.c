@@ -254,6 +254,7 @@ struct low_prio {
 static void *low_prio_main(void *p)
 {
     struct low_prio *lp = p;
+    pthread_setname_np(pthread_self(), "bo-background"); /* zstd's workers inherit it */
     struct sched_param none = {.sched_priority = 0};
     if (sched_setscheduler(0, SCHED_IDLE, &none) != 0) {
         setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
@@ -423,6 +424,7 @@ static void *applier_main(void *arg)
 {
     struct bo_storage *s = arg;
     struct applier *a = &s->ap;
+    pthread_setname_np(pthread_self(), "bo-applier");
     struct apply_item **mine = NULL;
     size_t mine_cap = 0;
     struct applier_out o = {.fatal_rv = BO_OK};
