@@ -614,7 +614,7 @@ static int applier_start(struct bo_storage *s, struct bo_err *err)
 }
 
 /* Stop the thread once it has applied everything queued (loop thread). The
- * async handle stays open for the completions; applier_close closes it. */
+ * async handle stays open; raft_closed_cb (or applier_abort) closes it. */
 static void applier_stop(struct bo_storage *s)
 {
     struct applier *a = &s->ap;

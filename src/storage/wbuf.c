@@ -208,22 +208,18 @@ static int wb_device_characteristics(sqlite3_file *file)
     return f->real->pMethods->xDeviceCharacteristics(f->real);
 }
 
+/* What both tables share; `sync` differs. */
+#define WB_FILE_METHODS(sync)                                                                      \
+    .xClose = wb_close, .xRead = wb_read, .xWrite = wb_write, .xTruncate = wb_truncate,            \
+    .xSync = (sync), .xFileSize = wb_file_size, .xLock = wb_lock, .xUnlock = wb_unlock,            \
+    .xCheckReservedLock = wb_check_reserved, .xFileControl = wb_file_control,                      \
+    .xSectorSize = wb_sector_size, .xDeviceCharacteristics = wb_device_characteristics
+
 /* Version 1: no shared memory (so no WAL unless locking_mode=EXCLUSIVE) and
  * no memory-mapped reads, which would bypass the buffer. */
 static const sqlite3_io_methods wb_io = {
     .iVersion = 1,
-    .xClose = wb_close,
-    .xRead = wb_read,
-    .xWrite = wb_write,
-    .xTruncate = wb_truncate,
-    .xSync = wb_sync,
-    .xFileSize = wb_file_size,
-    .xLock = wb_lock,
-    .xUnlock = wb_unlock,
-    .xCheckReservedLock = wb_check_reserved,
-    .xFileControl = wb_file_control,
-    .xSectorSize = wb_sector_size,
-    .xDeviceCharacteristics = wb_device_characteristics,
+    WB_FILE_METHODS(wb_sync),
 };
 
 static int wb_shm_map(sqlite3_file *file, int page, int size, int extend, void volatile **out)
@@ -267,18 +263,7 @@ static int wb_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p)
  * those). */
 static const sqlite3_io_methods wb_wal_io = {
     .iVersion = 3,
-    .xClose = wb_close,
-    .xRead = wb_read,
-    .xWrite = wb_write,
-    .xTruncate = wb_truncate,
-    .xSync = wb_sync_cache,
-    .xFileSize = wb_file_size,
-    .xLock = wb_lock,
-    .xUnlock = wb_unlock,
-    .xCheckReservedLock = wb_check_reserved,
-    .xFileControl = wb_file_control,
-    .xSectorSize = wb_sector_size,
-    .xDeviceCharacteristics = wb_device_characteristics,
+    WB_FILE_METHODS(wb_sync_cache),
     .xShmMap = wb_shm_map,
     .xShmLock = wb_shm_lock,
     .xShmBarrier = wb_shm_barrier,

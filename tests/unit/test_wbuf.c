@@ -108,6 +108,28 @@ static void test_round_trip(void **state)
     unlink(p);
 }
 
+/* Files may not grow past `bytes` until fsize_restore (writes past it fail
+ * with EFBIG instead of killing the process). */
+struct fsize_limit {
+    struct rlimit old;
+    void (*prev)(int);
+};
+
+static void fsize_limit(struct fsize_limit *l, rlim_t bytes)
+{
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &l->old), 0);
+    l->prev = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = l->old;
+    lim.rlim_cur = bytes;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+}
+
+static void fsize_restore(struct fsize_limit *l)
+{
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &l->old), 0);
+    signal(SIGXFSZ, l->prev);
+}
+
 /* Writes that fail (the file may not grow past 256 KB) come back as an
  * error from a statement or from the flush, whichever writes first. */
 static void test_write_error_reported(void **state)
@@ -115,12 +137,8 @@ static void test_write_error_reported(void **state)
     (void)state;
     char p[256];
     path_of(p, sizeof(p), "b.db");
-    struct rlimit old, lim;
-    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
-    lim = old;
-    lim.rlim_cur = 256 << 10;
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    struct fsize_limit lim;
+    fsize_limit(&lim, 256 << 10);
     sqlite3 *db;
     assert_int_equal(
         sqlite3_open_v2(p, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, bo_wbuf_vfs()),
@@ -137,8 +155,7 @@ static void test_write_error_reported(void **state)
     }
     assert_int_not_equal(rc, SQLITE_OK);
     sqlite3_close(db);
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
-    signal(SIGXFSZ, prev);
+    fsize_restore(&lim);
     unlink(p);
 }
 
@@ -233,20 +250,15 @@ static void test_wal_write_error_fails_the_commit(void **state)
     assert_int_equal(sqlite3_open_v2(p, &rd, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     assert_int_equal(count_rows(rd), 1);
 
-    struct rlimit old, lim;
-    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
-    lim = old;
-    lim.rlim_cur = 512 << 10;
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    struct fsize_limit lim;
+    fsize_limit(&lim, 512 << 10);
     exec_ok(db, "BEGIN");
     int rc = fill(db, 4000);
     if (rc == SQLITE_OK) {
         rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     }
     assert_int_not_equal(rc, SQLITE_OK);
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
-    signal(SIGXFSZ, prev);
+    fsize_restore(&lim);
     assert_int_equal(count_rows(rd), 1);
     exec_ok(rd, "PRAGMA integrity_check");
     sqlite3_close(rd);
