@@ -83,6 +83,10 @@ struct write_impl {
  * parked writes up to that index: a write's callback still fires only after
  * its entry is committed and applied on this replica.
  *
+ * Under a light load the loop applies entries itself (applier_light): each
+ * handoff is two thread wakeups, and a wakeup can wait milliseconds for a
+ * CPU behind background work.
+ *
  * Whatever must see the store exactly at raft's applied index first waits
  * for the applier to run dry (applier_drain): a snapshot's view, a restore,
  * the barrier a new leader commits before it reports itself leader. The
@@ -120,7 +124,8 @@ struct applier {
     size_t n, cap;
     bool busy; /* the thread is applying what it took */
     bool stop;
-    uint64_t applied;         /* entries up to here are applied and committed */
+    uint64_t applied;         /* entries up to here are applied (and visible to the loop) */
+    uint64_t cost_ns;         /* moving average of an entry's apply, for applier_light */
     struct apply_fail *fails; /* rejected entries up to `applied` */
     size_t n_fails, cap_fails;
     int fatal_rv; /* BO_OK, or why the applier stopped */
@@ -230,8 +235,12 @@ struct bo_storage {
     /* The applier (above); off: entries applied on the loop thread. */
     bool applier_on;
     struct applier ap;
-    uint64_t ap_seen;                         /* the applier's index the loop last acted on */
-    uint64_t fsm_index;                       /* of the entry fsm_apply took last */
+    uint64_t ap_seen;   /* the applier's index the loop last acted on */
+    uint64_t fsm_index; /* of the entry fsm_apply took last */
+    bool fsm_inline;    /* ... and applied it there, not through the applier */
+    /* How busy applying on the loop would keep it (applier_light). */
+    uint64_t win_start_ns, win_count, win_prev;
+    uint64_t inline_cost_ns;                  /* moving average of an entry applied inline */
     struct write_impl *done_head, *done_tail; /* committed, not yet completed */
 };
 
@@ -350,6 +359,7 @@ static void fatal(struct bo_storage *s, int code, const char *msg)
  * rejected up to it, and why it stopped if it did (under a->mu). */
 struct applier_out {
     uint64_t last;
+    uint64_t cost_ns; /* moving average of an entry's apply */
     struct apply_fail *fails;
     size_t n_fails, cap_fails;
     int fatal_rv;
@@ -366,6 +376,7 @@ static void applier_publish(struct applier *a, struct applier_out *o)
     if (a->fatal_rv == BO_OK) {
         a->applied = o->last;
     }
+    a->cost_ns = o->cost_ns;
     if (o->n_fails > 0) {
         size_t need = a->n_fails + o->n_fails;
         if (need > a->cap_fails) {
@@ -451,7 +462,9 @@ static void *applier_main(void *arg)
         /* After an environmental failure nothing is applied any more. */
         for (size_t i = 0; i < n; i++) {
             if (o.fatal_rv == BO_OK) {
+                uint64_t t0 = now_ns();
                 applier_apply(s, items[i], &o);
+                o.cost_ns = (o.cost_ns * 7 + (now_ns() - t0)) / 8;
                 o.last = items[i]->index;
                 if ((i + 1) % APPLIER_PUBLISH_EVERY == 0 && i + 1 < n) {
                     applier_publish(a, &o);
@@ -536,6 +549,9 @@ static void applier_async_cb(uv_async_t *h)
     struct applier *a = &s->ap;
     pthread_mutex_lock(&a->mu);
     uint64_t applied = a->applied;
+    if (a->cost_ns > 0) {
+        s->inline_cost_ns = a->cost_ns; /* what entries cost lately, where applied */
+    }
     struct apply_fail *fails = a->fails;
     size_t n_fails = a->n_fails;
     a->fails = NULL;
@@ -642,6 +658,40 @@ static void applier_release(struct bo_storage *s)
     pthread_mutex_destroy(&a->mu);
 }
 
+/* Entries are applied on the loop thread while they would take less than
+ * this share of it (APPLIER_LIGHT_PCT of each APPLIER_WINDOW_NS, at the
+ * cost per entry measured there), and by the applier above it. Under a
+ * light load that spares each write two thread wakeups, each of which can
+ * wait for a CPU behind background work (docs/benchmarks.md, "Fifth pass");
+ * under a heavy one the loop keeps raft going while the applier applies. */
+#define APPLIER_WINDOW_NS (50 * 1000 * 1000ull)
+#define APPLIER_LIGHT_PCT 30
+
+static bool applier_light(struct bo_storage *s)
+{
+    uint64_t now = now_ns();
+    if (now - s->win_start_ns >= APPLIER_WINDOW_NS) {
+        /* A window with no entry at all leaves nothing to remember. */
+        s->win_prev = now - s->win_start_ns >= 2 * APPLIER_WINDOW_NS ? 0 : s->win_count;
+        s->win_count = 0;
+        s->win_start_ns = now;
+    }
+    s->win_count++;
+    uint64_t max = APPLIER_WINDOW_NS * APPLIER_LIGHT_PCT / 100 / (s->inline_cost_ns + 1);
+    return s->win_count <= max && s->win_prev <= max;
+}
+
+/* The loop applied entry `index` itself, in `ns`, while the applier idled. */
+static void applier_note_inline(struct bo_storage *s, uint64_t index, uint64_t ns)
+{
+    s->inline_cost_ns = (s->inline_cost_ns * 7 + ns) / 8;
+    struct applier *a = &s->ap;
+    pthread_mutex_lock(&a->mu);
+    a->applied = index;
+    pthread_mutex_unlock(&a->mu);
+    s->ap_seen = index; /* counted in fsm_apply, not by applier_async_cb */
+}
+
 static int applier_push(struct bo_storage *s, const struct raft_buffer *buf, uint64_t index)
 {
     struct applier *a = &s->ap;
@@ -678,7 +728,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     struct bo_err err = BO_ERR_INIT;
     uint64_t index = raft_last_applied(&s->raft) + 1;
     s->fsm_index = index;
-    if (s->applier_on) {
+    s->fsm_inline = !s->applier_on || (applier_light(s) && applier_idle(s));
+    if (!s->fsm_inline) {
         int rv = s->fatal ? BO_EIO : applier_push(s, buf, index);
         if (rv != BO_OK && !s->fatal) {
             char msg[64];
@@ -689,7 +740,19 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         *result = (void *)(intptr_t)rv;
         return 0;
     }
+    /* Here, on the loop thread: without the applier, or while it idles (only
+     * this thread queues work for it, so it stays idle until we do). Under a
+     * light load that spares each write two thread wakeups; under a heavy
+     * one the applier is busy and takes the entries. */
+    if (s->fatal) {
+        *result = (void *)(intptr_t)BO_EIO;
+        return 0;
+    }
+    uint64_t t0 = s->applier_on ? now_ns() : 0;
     int rv = bo_store_apply_entry(s->store, buf->base, buf->len, index, &err);
+    if (s->applier_on) {
+        applier_note_inline(s, index, now_ns() - t0);
+    }
     s->stats.entries_applied++;
     if (rv != BO_OK) {
         s->apply_err = err;
@@ -1123,13 +1186,17 @@ static void apply_cb(struct raft_apply *apply, int status, void *result)
     /* libraft 0.15 calls this right after fsm_apply for the same entry and
      * counts the entry as applied only afterwards. */
     impl->index = s->fsm_index;
+    if (s->fsm_inline && s->applier_on) {
+        /* Earlier writes the applier applied are called back first. */
+        applier_async_cb(&s->ap.async);
+    }
     if (rv != BO_OK) {
         complete_write(s, impl, rv,
-                       s->applier_on ? "storage stopped after a fatal error"
-                                     : bo_err_msg(&s->apply_err, rv));
+                       s->fsm_inline ? bo_err_msg(&s->apply_err, rv)
+                                     : "storage stopped after a fatal error");
         return;
     }
-    if (!s->applier_on) {
+    if (s->fsm_inline) {
         complete_write(s, impl, BO_OK, NULL);
         return;
     }
@@ -1716,6 +1783,7 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
     raft_set_pre_vote(&s->raft, true);
 
     s->applier_on = bo_flags_env_on("BO_APPLIER");
+    s->inline_cost_ns = 30000; /* until measured */
     if (s->applier_on) {
         rv = applier_start(s, err);
         if (rv != BO_OK) {
