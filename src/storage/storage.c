@@ -3,12 +3,14 @@
  *
  * Happy path. bo_storage_open() rebuilds the SQLite cache from scratch: raft
  * loads its last snapshot (fsm_restore) and its log; committed entries are
- * applied to the store as raft commits them (fsm_apply). A single voter
+ * applied to the store as raft commits them (fsm_apply), on the applier's
+ * thread under load and on the loop otherwise ("applier" below). A single voter
  * elects itself at once. When this replica becomes leader it first commits a
  * barrier, so every entry of earlier terms is applied before the owner is told
  * it leads (Aurora appended a noop before reading its log for the same reason).
  * A write is validated against the store, encoded as one bo.LogEntry and given
- * to raft_apply; its callback fires when the entry is committed and applied.
+ * to raft_apply; its callback fires when the entry is committed and applied,
+ * in log order.
  *
  * Snapshots use raft's asynchronous hooks (fsm version 3): fsm_snapshot pins a
  * read view of the store on the loop thread, fsm_snapshot_async exports the
@@ -39,6 +41,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
@@ -234,6 +237,7 @@ struct bo_storage {
 
     /* The applier (above); off: entries applied on the loop thread. */
     bool applier_on;
+    bool applier_all; /* BO_APPLIER=all: never apply on the loop */
     struct applier ap;
     uint64_t ap_seen;   /* the applier's index the loop last acted on */
     uint64_t fsm_index; /* of the entry fsm_apply took last */
@@ -728,7 +732,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     struct bo_err err = BO_ERR_INIT;
     uint64_t index = raft_last_applied(&s->raft) + 1;
     s->fsm_index = index;
-    s->fsm_inline = !s->applier_on || (applier_light(s) && applier_idle(s));
+    s->fsm_inline = !s->applier_on || (!s->applier_all && applier_light(s) && applier_idle(s));
     if (!s->fsm_inline) {
         int rv = s->fatal ? BO_EIO : applier_push(s, buf, index);
         if (rv != BO_OK && !s->fatal) {
@@ -1783,6 +1787,10 @@ int bo_storage_open(uv_loop_t *loop, const struct bo_storage_config *cfg, struct
     raft_set_pre_vote(&s->raft, true);
 
     s->applier_on = bo_flags_env_on("BO_APPLIER");
+    /* "all": every entry through the applier, however light the load (tests,
+     * comparisons). */
+    const char *ap_env = getenv("BO_APPLIER");
+    s->applier_all = ap_env != NULL && strcmp(ap_env, "all") == 0;
     s->inline_cost_ns = 30000; /* until measured */
     if (s->applier_on) {
         rv = applier_start(s, err);

@@ -488,6 +488,25 @@ static void entry_the_store_rejects_fails_only_its_write(void **state)
     assert_int_equal(st.writes_failed, 1);
 }
 
+/* The same two with every entry through the applier: under this light a
+ * load the loop would apply them itself (storage.c, applier_light). */
+static void through_the_applier(void **state, void (*test)(void **))
+{
+    assert_int_equal(setenv("BO_APPLIER", "all", 1), 0);
+    test(state);
+    unsetenv("BO_APPLIER");
+}
+
+static void applier_writes_in_flight_complete_in_order(void **state)
+{
+    through_the_applier(state, writes_in_flight_complete_in_order_after_their_apply);
+}
+
+static void applier_rejected_entry_fails_only_its_write(void **state)
+{
+    through_the_applier(state, entry_the_store_rejects_fails_only_its_write);
+}
+
 static void open_refuses_bad_config(void **state)
 {
     struct fx *f = *state;
@@ -520,6 +539,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(writes_in_flight_complete_in_order_after_their_apply, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(entry_the_store_rejects_fails_only_its_write, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(applier_writes_in_flight_complete_in_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(applier_rejected_entry_fails_only_its_write, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
