@@ -165,8 +165,11 @@ def test_kill9_loses_no_acknowledged_write(c):
     acked = []
     rounds = 8
     for r in range(rounds):
+        # Odd rounds hand every committed entry to the applier thread
+        # (BO_APPLIER=all); even ones let a light load be applied on the loop.
+        env = dict(os.environ, BO_APPLIER="all") if r % 2 else None
         p = c.start(writer(c, d, "--snapshot-threshold", 3000, "--start", r * 1_000_000,
-                           "write", 1_000_000))
+                           "write", 1_000_000), env=env)
         p.wait_line(lambda l: l.startswith("ACK "), timeout=60)
         time.sleep(rng.uniform(0.2, 1.2))
         p.kill9()
@@ -350,10 +353,13 @@ def test_lagging_replica_installs_snapshot(c):
 
     def start(i, *extra):
         # Threshold 200, trailing 51 entries: a few hundred writes while a
-        # replica is down leave it behind the leader's oldest entry.
+        # replica is down leave it behind the leader's oldest entry. Replicas
+        # 2 and 3 hand every entry to their applier thread (BO_APPLIER=all):
+        # replica 3 installs the snapshot with it running.
+        env = dict(os.environ, BO_APPLIER="all") if i > 0 else None
         return c.start(writer(c, dirs[i], "--id", i + 1, *peers, "--snapshot-threshold", 200,
                               *extra, "serve", address=f"127.0.0.1:{ports[i]}"),
-                       name=f"replica{i + 1}")
+                       name=f"replica{i + 1}", env=env)
 
     procs = [start(0, "--rate", 400), start(1, "--rate", 400)]
     leader = procs[0] if any("ROLE leader" in l for l in procs[0].output()) else None
