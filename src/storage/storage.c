@@ -546,6 +546,17 @@ static void complete_write(struct bo_storage *s, struct write_impl *impl, int rv
 
 static void ckpt_maybe_finish(struct bo_storage *s);
 
+/* The oldest parked write, taken off the list. */
+static struct write_impl *done_pop(struct bo_storage *s)
+{
+    struct write_impl *impl = s->done_head;
+    s->done_head = impl->next;
+    if (s->done_head == NULL) {
+        s->done_tail = NULL;
+    }
+    return impl;
+}
+
 /* The applier moved on: complete the writes it reached (loop thread). */
 static void applier_async_cb(uv_async_t *h)
 {
@@ -571,11 +582,7 @@ static void applier_async_cb(uv_async_t *h)
     }
     size_t f = 0;
     while (s->done_head != NULL && s->done_head->index <= applied) {
-        struct write_impl *impl = s->done_head;
-        s->done_head = impl->next;
-        if (s->done_head == NULL) {
-            s->done_tail = NULL;
-        }
+        struct write_impl *impl = done_pop(s);
         while (f < n_fails && fails[f].index < impl->index) {
             f++;
         }
@@ -589,11 +596,8 @@ static void applier_async_cb(uv_async_t *h)
     if (fatal_rv != BO_OK) {
         fatal(s, fatal_rv, fatal_msg);
         while (s->done_head != NULL) {
-            struct write_impl *impl = s->done_head;
-            s->done_head = impl->next;
-            complete_write(s, impl, BO_EIO, "storage stopped after a fatal error");
+            complete_write(s, done_pop(s), BO_EIO, "storage stopped after a fatal error");
         }
-        s->done_tail = NULL;
     }
     ckpt_maybe_finish(s);
 }
