@@ -25,25 +25,43 @@
  * The WAL variant (bo_wbuf_wal_vfs) serves the store's writing connection.
  * SQLite appends each WAL frame with two writes, its 24-byte header and its
  * page: 2 pwrites per frame were a fifth of the loop thread at 64 writes in
- * flight (docs/benchmarks.md, "Fifth pass"). Only the WAL file is buffered,
- * 1 MiB, a group commit's frames. The connection runs with synchronous=FULL,
- * so SQLite calls xSync on the WAL after a commit's frames and before it
- * publishes them in the wal-index header; xSync writes the buffer out and
- * skips the fsync (the store is a cache, rebuilt from the raft log at every
- * start). Other connections (the checkpointer, snapshot views) therefore
- * never see a frame that is not in the file, and a write that fails fails
- * the commit before anything is published. Frames a commit writes early
- * (pages spilled from a full cache) stay buffered until the commit or until
- * this connection reads them back. The database file and its shared memory
- * pass through untouched.
+ * flight (docs/benchmarks.md, "Fifth pass"). The WAL file is mapped, shared,
+ * and a write is a copy into the map: no system call, and one copy of each
+ * byte where a pwrite made two (into a buffer, then the kernel's into the
+ * page cache), about a quarter of a group commit ("Sixth pass"). Other
+ * connections read the file with pread, from the same page cache. The map
+ * grows by whole steps, and the blocks of each step are allocated
+ * (posix_fallocate) before any store into it: a store into a mapped page
+ * without a block would kill the process with SIGBUS when the disk is full,
+ * where a failed allocation fails the write (SQLITE_FULL) and its commit. A
+ * truncate below the map's end unmaps it first, for the same reason; only
+ * this connection may truncate the WAL (it is the store's only writer, and
+ * checkpoints are PASSIVE). Reads of mapped bytes are copies from the map.
+ * Where the file cannot be opened twice or mapped, its frames are buffered
+ * (1 MiB, a group commit's frames) and written out with one pwrite per 64 KB.
+ * The connection runs with synchronous=FULL, so SQLite calls xSync on the
+ * WAL after a commit's frames and before it publishes them in the wal-index
+ * header; xSync writes the buffer out, if any, and skips the fsync (the
+ * store is a cache, rebuilt from the raft log at every start). Other
+ * connections (the checkpointer, snapshot views) therefore never see a frame
+ * that is not in the file, and a write that fails fails the commit before
+ * anything is published. The database file and its shared memory pass
+ * through untouched.
  *
  * Threads: a file is used by one thread at a time (SQLite's sorter threads
  * each own their temporary files); the VFS itself is registered once.
  */
 #include "storage/wbuf.h"
 
+#include "common/flags.h"
+
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* SQLite's unix VFS writes at most 128 KB - 1 per call (it masks the size
  * with 0x1ffff), so a buffer is 64 KB: 16 pages a write. */
@@ -60,7 +78,14 @@ struct wb_file {
     size_t cap;         /* of buf */
     sqlite3_int64 off;  /* file offset of buf[0] */
     size_t len;
+    /* WAL variant, mapped: the file opened again and mapped whole */
+    int map_fd; /* -1: not mapped */
+    unsigned char *map;
+    size_t map_len;
 };
+
+/* A mapped WAL grows by a quarter of its size, at least this much. */
+#define WBUF_MAP_STEP ((size_t)1 << 20)
 
 /* Where the real file starts, aligned for any struct. */
 #define WB_REAL_OFFSET ((sizeof(struct wb_file) + 15) & ~(size_t)15)
@@ -84,10 +109,44 @@ static int wb_flush(struct wb_file *f)
     return rc;
 }
 
+static void wm_unmap(struct wb_file *f)
+{
+    if (f->map != NULL) {
+        munmap(f->map, f->map_len);
+        f->map = NULL;
+        f->map_len = 0;
+    }
+}
+
+/* Make the map cover [0, need), its blocks allocated first. */
+static int wm_grow(struct wb_file *f, size_t need)
+{
+    size_t step = f->map_len / 4 > WBUF_MAP_STEP ? f->map_len / 4 : WBUF_MAP_STEP;
+    size_t len = f->map_len + step > need ? f->map_len + step : need;
+    len = (len + WBUF_MAP_STEP - 1) / WBUF_MAP_STEP * WBUF_MAP_STEP;
+    int e = posix_fallocate(f->map_fd, (off_t)f->map_len, (off_t)(len - f->map_len));
+    if (e != 0) {
+        return e == ENOSPC || e == EFBIG ? SQLITE_FULL : SQLITE_IOERR_WRITE;
+    }
+    void *m = f->map == NULL ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, f->map_fd, 0)
+                             : mremap(f->map, f->map_len, len, MREMAP_MAYMOVE);
+    if (m == MAP_FAILED) {
+        return SQLITE_IOERR_WRITE; /* the old map, if any, stays */
+    }
+    f->map = m;
+    f->map_len = len;
+    return SQLITE_OK;
+}
+
 static int wb_close(sqlite3_file *file)
 {
     struct wb_file *f = (struct wb_file *)file;
     int rc = wb_flush(f);
+    wm_unmap(f);
+    if (f->map_fd >= 0) {
+        close(f->map_fd);
+        f->map_fd = -1;
+    }
     int crc = f->real->pMethods->xClose(f->real);
     sqlite3_free(f->buf);
     f->buf = NULL;
@@ -97,6 +156,10 @@ static int wb_close(sqlite3_file *file)
 static int wb_read(sqlite3_file *file, void *p, int n, sqlite3_int64 off)
 {
     struct wb_file *f = (struct wb_file *)file;
+    if (off >= 0 && (size_t)off + (size_t)n <= f->map_len) {
+        memcpy(p, f->map + off, (size_t)n);
+        return SQLITE_OK;
+    }
     /* Anything at or past the buffer's start: the file may end before it. */
     if (f->len > 0 && off + n > f->off) {
         int rc = wb_flush(f);
@@ -110,6 +173,17 @@ static int wb_read(sqlite3_file *file, void *p, int n, sqlite3_int64 off)
 static int wb_write(sqlite3_file *file, const void *p, int n, sqlite3_int64 off)
 {
     struct wb_file *f = (struct wb_file *)file;
+    if (f->map_fd >= 0) {
+        size_t end = (size_t)off + (size_t)n;
+        if (end > f->map_len) {
+            int rc = wm_grow(f, end);
+            if (rc != SQLITE_OK) {
+                return rc;
+            }
+        }
+        memcpy(f->map + off, p, (size_t)n);
+        return SQLITE_OK;
+    }
     if (f->buf == NULL) {
         return f->real->pMethods->xWrite(f->real, p, n, off);
     }
@@ -140,6 +214,9 @@ static int wb_truncate(sqlite3_file *file, sqlite3_int64 size)
 {
     struct wb_file *f = (struct wb_file *)file;
     int rc = wb_flush(f);
+    if (f->map != NULL && (size_t)size < f->map_len) {
+        wm_unmap(f); /* no page of the map may lie past the end */
+    }
     return rc != SQLITE_OK ? rc : f->real->pMethods->xTruncate(f->real, size);
 }
 
@@ -278,6 +355,7 @@ static int wb_open(sqlite3_vfs *v, const char *name, sqlite3_file *file, int fla
 {
     struct wb_file *f = (struct wb_file *)file;
     memset(f, 0, sizeof(*f));
+    f->map_fd = -1;
     f->real = (sqlite3_file *)((unsigned char *)file + WB_REAL_OFFSET);
     int rc = real_vfs(v)->xOpen(real_vfs(v), name, f->real, flags, out_flags);
     if (rc != SQLITE_OK) {
@@ -290,7 +368,10 @@ static int wb_open(sqlite3_vfs *v, const char *name, sqlite3_file *file, int fla
     if (v != &wb_vfs) {
         /* The WAL variant: WAL files only. */
         if (flags & SQLITE_OPEN_WAL) {
-            f->cap = WBUF_WAL_SIZE;
+            f->map_fd = bo_flags_env_on("BO_WALMAP") ? open(name, O_RDWR | O_CLOEXEC) : -1;
+            if (f->map_fd < 0) {
+                f->cap = WBUF_WAL_SIZE;
+            }
         }
         f->base.pMethods = &wb_wal_io;
     } else {

@@ -25,14 +25,19 @@
  * NULL if it cannot be (then open with the default VFS). */
 const char *bo_wbuf_vfs(void);
 
-/* The WAL variant, for the store's writing connection: only WAL files are
- * buffered, the database file's shared memory and mapped reads pass
+/* The WAL variant, for the store's writing connection: WAL files are
+ * written through a shared map of the file (or, where it cannot be mapped,
+ * a buffer), the database file's shared memory and mapped reads pass
  * through, and a sync writes the buffer out without syncing the file (the
  * store is a cache rebuilt at every start). Open with synchronous=FULL: SQLite
  * then syncs the WAL at every commit before it publishes the new frames to
  * other connections (the wal-index header), so they never read a frame still
- * in the buffer, and a failed write fails the commit. NULL if it cannot be
- * registered (then open with the default VFS and synchronous=OFF). */
+ * in the buffer, and a failed write fails the commit. Only the connection
+ * opened here may truncate the WAL (no TRUNCATE checkpoints or size limits
+ * on other connections): a page cut from under its map would be SIGBUS.
+ * BO_WALMAP=0 in the environment buffers instead of mapping. NULL if it
+ * cannot be registered (then open with the default VFS and
+ * synchronous=OFF). */
 #define BO_WBUF_WAL_VFS "bo-wbuf-wal"
 const char *bo_wbuf_wal_vfs(void);
 

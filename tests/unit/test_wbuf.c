@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -36,9 +37,9 @@ static void exec_ok(sqlite3 *db, const char *sql)
     }
 }
 
-/* Rows i = 0..n-1 with a blob of i % 700 + 100 bytes, each byte i % 251, in
- * an order that also rewrites pages already written. */
-static int fill(sqlite3 *db, int n)
+/* Rows i = from..from+n-1 with a blob of i % 700 + 100 bytes, each byte
+ * i % 251, in an order that also rewrites pages already written. */
+static int fill_from(sqlite3 *db, int from, int n)
 {
     sqlite3_stmt *s;
     assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO t(id, b) VALUES(?1, ?2)", -1, &s, NULL),
@@ -46,7 +47,7 @@ static int fill(sqlite3 *db, int n)
     static uint8_t blob[800];
     int rc = SQLITE_OK;
     for (int i = 0; i < n && rc == SQLITE_OK; i++) {
-        int id = (i * 7919) % n;
+        int id = from + (i * 7919) % n;
         memset(blob, id % 251, sizeof(blob));
         sqlite3_bind_int(s, 1, id);
         sqlite3_bind_blob(s, 2, blob, id % 700 + 100, SQLITE_STATIC);
@@ -56,6 +57,11 @@ static int fill(sqlite3 *db, int n)
     }
     sqlite3_finalize(s);
     return rc;
+}
+
+static int fill(sqlite3 *db, int n)
+{
+    return fill_from(db, 0, n);
 }
 
 static void check(sqlite3 *db, int n)
@@ -266,6 +272,46 @@ static void test_wal_write_error_fails_the_commit(void **state)
     unlink_db(p);
 }
 
+/* SQLite truncates the WAL (here: a TRUNCATE checkpoint, and a size limit
+ * after each restart) under the writer's map; the writer keeps committing
+ * past the old end and the new one, and every commit stays visible. A map
+ * left over the truncated pages would end the process with SIGBUS. */
+static void test_wal_truncated_under_the_map(void **state)
+{
+    (void)state;
+    char p[256];
+    path_of(p, sizeof(p), "t.db");
+    sqlite3 *db = open_wal_writer(p);
+    exec_ok(db, "PRAGMA journal_size_limit=0");
+    sqlite3 *rd;
+    assert_int_equal(sqlite3_open_v2(p, &rd, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    char wal[300];
+    snprintf(wal, sizeof(wal), "%s-wal", p);
+    int rows = 0;
+    for (int round = 0; round < 4; round++) {
+        exec_ok(db, "BEGIN");
+        assert_int_equal(fill_from(db, rows, 3000), SQLITE_OK);
+        exec_ok(db, "COMMIT");
+        rows += 3000;
+        assert_int_equal(count_rows(rd), rows);
+        struct stat st;
+        assert_int_equal(stat(wal, &st), 0);
+        assert_true(st.st_size > 1 << 20); /* past the first step of the map */
+        exec_ok(db, round % 2 == 0 ? "PRAGMA wal_checkpoint(TRUNCATE)"
+                                   : "PRAGMA wal_checkpoint(RESTART)");
+        if (round % 2 == 0) {
+            assert_int_equal(stat(wal, &st), 0);
+            assert_int_equal(st.st_size, 0);
+        }
+    }
+    check(db, rows);
+    check(rd, rows);
+    exec_ok(rd, "PRAGMA integrity_check");
+    assert_int_equal(sqlite3_close(rd), SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    unlink_db(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -285,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_write_error_reported),
         cmocka_unit_test(test_wal_commits_visible_to_other_connections),
         cmocka_unit_test(test_wal_write_error_fails_the_commit),
+        cmocka_unit_test(test_wal_truncated_under_the_map),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
