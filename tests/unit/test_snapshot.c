@@ -1269,8 +1269,9 @@ static void test_delta_malformed(void **state)
     bo_buf_release(&at);
 }
 
-/* A delta image big enough to be walked while a thread decompresses it:
- * read whole, stopped early by the visitor, and damaged. */
+/* A delta image big enough to be compressed by the writer's own thread
+ * (past 8 MB staged) and walked while a thread decompresses it: read whole,
+ * stopped early by the visitor, and damaged; and a writer given up halfway. */
 static void test_streamed_delta(void **state)
 {
     (void)state;
@@ -1331,6 +1332,21 @@ static void test_streamed_delta(void **state)
     b = (struct big_seen){.st = &st, .fail_at_task = SIZE_MAX};
     assert_int_equal(bo_snap_read(image.data, cut, &v, NULL, &err), BO_ECORRUPT);
     bo_buf_release(&image);
+
+    /* A writer given up halfway, its compressor thread running: freeing it
+     * stops the thread and frees everything (the sanitizer build checks). */
+    assert_int_equal(bo_snap_writer_new(true, BO_CODEC_ZSTD, 0, &w), BO_OK);
+    for (uint32_t i = 0; i < N_CONFIGS; i++) {
+        uint32_t idx;
+        assert_int_equal(bo_snap_writer_add_config(w, st.cfg[i].data, st.cfg[i].len, &idx), BO_OK);
+    }
+    for (int round = 0; round < ROUNDS / 2; round++) {
+        for (int i = 0; i < N_TASKS; i++) {
+            assert_int_equal(
+                bo_snap_writer_add_task(w, st.task_cfg[i], st.task[i].data, st.task[i].len), BO_OK);
+        }
+    }
+    bo_snap_writer_free(w);
     state_release(&st);
 }
 
