@@ -6,11 +6,11 @@
  * protobuf field header (config: DeduplicatedSnapshot field 3; task: field 2,
  * a DeduplicatedScheduledTask{3: partial, delta-encoded (ts_delta), or 1:
  * partial as is, 2: config id}; the entry is a deduplicated_snapshot_delta
- * whenever the writer compresses, and the image header version 2) into a small staging
- * buffer that is handed to a zstd stream every 256 KB, in arrival order: a
+ * whenever the writer compresses, and the image header version 2) into a staging
+ * buffer that is handed to a zstd stream every 4 MB, in arrival order: a
  * caller that adds all configs first (the store does) gets fields 3, 2, 1;
  * one that interleaves still has every config ahead of the tasks that name
- * it. Past the first 8 MB a thread of ours compresses each 256 KB while the
+ * it. Past the first 8 MB a thread of ours compresses each chunk while the
  * caller fills the next (a smaller snapshot is compressed at finish, on the
  * calling thread; see "pump" for why not zstd's own workers), and no
  * uncompressed copy of the tasks is
@@ -593,7 +593,6 @@ static int stream_fail(struct bo_snap_writer *w, size_t code)
     return BO_ENOMEM;
 }
 
-/* Give `len` bytes to the compressor (`end`: and close the body frame). */
 /* Compress `len` bytes into `out` (`end`: and close the body frame), 64 KB
  * at a time, yielding between pieces (on whichever thread compresses). */
 static int stream_compress(struct bo_snap_writer *w, const uint8_t *p, size_t len, bool end,
@@ -639,9 +638,9 @@ static int stream_compress(struct bo_snap_writer *w, const uint8_t *p, size_t le
  * low-priority one in user space waits for the next tick, up to 4 ms, and
  * the kernel's block-I/O workers behind each log write and flush are such
  * threads; zstd's worker never yields. Commits during a snapshot of a
- * million tasks, 5,000 a second: p50 1.3-1.6 ms and p99 10-12 ms with
- * zstd's worker, 0.4-0.6 ms and 6-8.5 ms compressing on the caller's thread
- * with yields (docs/benchmarks.md, "Sixth pass").
+ * million tasks, 5,000 a second, alternating runs: p50 1.6-2.1 ms with
+ * zstd's worker, 0.7-0.8 ms with the pump (docs/benchmarks.md, "Sixth
+ * pass").
  *
  * Hand-over (pump_put) swaps buffers under the lock; only the pump touches
  * `zc` and `out` between its start and pump_stop. A failure is kept and
