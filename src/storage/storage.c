@@ -333,10 +333,14 @@ void bo_storage_config_init(struct bo_storage_config *cfg)
     cfg->id = 1;
     cfg->snapshot_threshold = 8192;
     cfg->snapshot_trailing = 1024;
-    /* Raft's default of 8 MiB means a segment rollover every few thousand
-     * writes, each a ~40 ms hiccup in commit latency on our test disks;
-     * 32 MiB halves the p99 (docs/benchmarks.md). */
-    cfg->segment_size = 32u << 20;
+    /* Raft's 8 MiB. Rollovers once cost ~40 ms each (we ran 32 MiB then);
+     * with segments zeroed ahead (segfill.c) and their AIO contexts
+     * destroyed off the loop (iodefer.c) they no longer show, while the
+     * deletion of the segments a snapshot replaces does: smaller files are
+     * shorter stalls between which appends get through (p99 during a
+     * snapshot at 64 in flight 7.5-8.0 ms against 8.6-12.0 ms with 32 MiB,
+     * docs/benchmarks.md, "Sixth pass"). */
+    cfg->segment_size = 8u << 20;
     cfg->snapshot_dedup = true;
     cfg->snapshot_codec = BO_CODEC_ZSTD;
     cfg->backup_interval_ms = 3600 * 1000;

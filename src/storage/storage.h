@@ -88,7 +88,7 @@ struct bo_storage_config {
     size_t n_peers;
     unsigned snapshot_threshold;   /* entries between snapshots (default 8192) */
     unsigned snapshot_trailing;    /* entries kept after a snapshot (default 1024) */
-    size_t segment_size;           /* raft log segment size in bytes (default 32 MiB) */
+    size_t segment_size;           /* raft log segment size in bytes (default 8 MiB) */
     bool snapshot_dedup;           /* default true */
     enum bo_codec snapshot_codec;  /* default zstd */
     int snapshot_level;            /* 0 = codec default */
