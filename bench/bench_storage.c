@@ -18,6 +18,7 @@
  * Each prints one JSON object on stdout; bench/run-storage assembles them.
  * Times are wall clock (CLOCK_MONOTONIC); repeated runs report the median.
  */
+#include <dirent.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -370,6 +371,101 @@ static int cmd_snapshot(const struct opts *o)
 
 /* ---- write and stall: the real storage, raft on disk ---- */
 
+/* CPU time of each thread of this process, from /proc/self/task: what a
+ * write costs each thread, steadier on a shared machine than writes/s. */
+#define CPU_THREADS 64
+
+struct cpu_sample {
+    unsigned long long all; /* the whole process */
+    size_t n;
+    struct {
+        long tid;
+        char comm[16];
+        unsigned long long ticks; /* user + system */
+    } t[CPU_THREADS];
+};
+
+/* utime + stime from a stat line of /proc, 0 if unreadable. */
+static int stat_ticks(const char *path, char comm[16], unsigned long long *ticks)
+{
+    char line[1024];
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    char *got = fgets(line, sizeof(line), f);
+    fclose(f);
+    char *open = got ? strchr(line, '(') : NULL, *close = got ? strrchr(line, ')') : NULL;
+    unsigned long long ut, st;
+    /* after "pid (comm)": state and 10 fields, then utime and stime */
+    if (open == NULL || close == NULL ||
+        sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) {
+        return -1;
+    }
+    size_t len = (size_t)(close - open - 1);
+    len = len < 15 ? len : 15;
+    memcpy(comm, open + 1, len);
+    comm[len] = '\0';
+    *ticks = ut + st;
+    return 0;
+}
+
+static void cpu_sample(struct cpu_sample *cs)
+{
+    cs->n = 0;
+    char comm[16];
+    /* the process: its threads, the ones gone (per-job threads) included */
+    stat_ticks("/proc/self/stat", comm, &cs->all);
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d != NULL && cs->n < CPU_THREADS && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+        if (stat_ticks(path, cs->t[cs->n].comm, &cs->t[cs->n].ticks) == 0) {
+            cs->t[cs->n++].tid = strtol(e->d_name, NULL, 10);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+}
+
+/* `"cpu_us": {"comm": us per write, ...}`: the CPU each thread name spent
+ * between `a` and `b`, per committed write. */
+static void cpu_print(const struct cpu_sample *a, const struct cpu_sample *b, uint64_t writes)
+{
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    const char *names[CPU_THREADS];
+    double us[CPU_THREADS];
+    size_t n = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        unsigned long long before = 0;
+        for (size_t j = 0; j < a->n; j++) {
+            if (a->t[j].tid == b->t[i].tid) {
+                before = a->t[j].ticks;
+            }
+        }
+        size_t k = 0;
+        while (k < n && strcmp(names[k], b->t[i].comm) != 0) {
+            k++;
+        }
+        if (k == n) {
+            names[n] = b->t[i].comm;
+            us[n++] = 0;
+        }
+        us[k] += (double)(b->t[i].ticks - before) * 1e6 / (hz * (writes ? (double)writes : 1.0));
+    }
+    double per = hz * (writes ? (double)writes : 1.0);
+    printf(", \"cpu_us\": {\"all\": %.1f", (double)(b->all - a->all) * 1e6 / per);
+    for (size_t k = 0; k < n; k++) {
+        printf(", \"%s\": %.1f", names[k], us[k]);
+    }
+    printf("}");
+}
+
 struct load {
     uv_loop_t loop;
     struct bo_storage *s;
@@ -394,6 +490,7 @@ struct load {
     struct bo_buf image;
     bool snap_done;
     double snap_t0, snap_t1;
+    struct cpu_sample cpu0, cpu1; /* at the start and the end of the run */
     uint64_t committed;
     int failed;
 };
@@ -480,6 +577,7 @@ static void start_running(struct load *l, double now)
 {
     l->phase = PH_RUNNING;
     l->t_start = now;
+    cpu_sample(&l->cpu0);
     l->next_due = now;
     if (l->o->rate > 0) {
         uv_timer_start(&l->pace, pace_cb, 1, 1);
@@ -563,6 +661,7 @@ static void tick_cb(uv_timer_t *t)
         break;
     }
     l->t_end = now;
+    cpu_sample(&l->cpu1);
     l->stopping = true;
     pump(l);
 }
@@ -625,10 +724,12 @@ static int cmd_write(const struct opts *o)
     uint64_t submitted = l.committed + (uint64_t)l.failed + l.outstanding;
     printf("{\"kind\": \"%s\", \"per_txn\": %u, \"inflight\": %u, \"commits\": %" PRIu64
            ", \"seconds\": %.2f, \"commits_per_s\": %.0f, \"tasks_per_s\": %.0f"
-           ", \"p50_ms\": %.3f, \"p99_ms\": %.3f, \"entry_bytes\": %" PRIu64 ", \"failed\": %d}\n",
+           ", \"p50_ms\": %.3f, \"p99_ms\": %.3f, \"entry_bytes\": %" PRIu64 ", \"failed\": %d",
            o->change ? "change" : "new", o->per_txn, o->inflight, l.committed, secs,
            (double)l.committed / secs, (double)l.committed * o->per_txn / secs, p50, p99,
            submitted ? l.entry_bytes / submitted : 0, l.failed);
+    cpu_print(&l.cpu0, &l.cpu1, l.committed);
+    printf("}\n");
     bo_free(l.lat);
     bo_free(l.at);
     return l.failed ? 1 : 0;
