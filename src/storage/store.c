@@ -24,8 +24,9 @@
  * Keeping the blob out of `tasks` keeps that table narrow (about 130 bytes a
  * task against 700), which is what index builds and index-less searches scan.
  * That blob is exactly what a deduplicated snapshot holds per task, so an
- * export streams it without re-encoding anything. job_counts (tasks per job per status) is kept by
- * the apply code, not by triggers, so job and role summaries never scan tasks.
+ * export streams it without re-encoding anything. The number of tasks per
+ * job and status is kept in memory by the apply code ("tally" below), so
+ * job and role summaries never scan tasks.
  *
  * Reads for snapshots: a view is a second, read-only connection; view_open
  * runs BEGIN and one SELECT on the loop thread, which pins a WAL snapshot.
@@ -132,8 +133,6 @@ static const char schema_tables[] =
      * repeated so an export reads this table alone. */
     "CREATE TABLE IF NOT EXISTS task_bodies(id INTEGER PRIMARY KEY, config_id INTEGER NOT NULL,"
     " body BLOB NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS job_counts(job_id INTEGER NOT NULL, status INTEGER NOT NULL,"
-    " n INTEGER NOT NULL, PRIMARY KEY(job_id, status)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS cron_jobs(job_id INTEGER PRIMARY KEY,"
     " config_id INTEGER NOT NULL, body BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS quotas(role TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;"
@@ -214,8 +213,6 @@ enum stmt_id {
     S_BODY_DELETE,
     S_BODY_GET,
     S_BODY_SET,
-    S_COUNT_ADD,
-    S_COUNT_PRUNE,
     S_CRON_FIND,
     S_CRON_PUT,
     S_CRON_DELETE,
@@ -254,9 +251,7 @@ enum stmt_id {
     S_UPD_GET,
     S_UPD_SUMMARIES,
     S_JOB_SUMMARIES,
-    S_JOB_COUNTS,
     S_ROLES,
-    S_ROLE_COUNTS,
     S_CONFIG_GROUPS,
     S_COUNT
 };
@@ -318,9 +313,6 @@ static const char *const stmt_sql[S_COUNT] = {
     /* A row that exists is rewritten in place; REPLACE would delete it and
      * insert it again, two B-tree operations for one. */
     [S_BODY_SET] = "UPDATE task_bodies SET config_id = ?2, body = ?3 WHERE id = ?1",
-    [S_COUNT_ADD] = "INSERT INTO job_counts(job_id, status, n) VALUES(?1, ?2, ?3)"
-                    " ON CONFLICT(job_id, status) DO UPDATE SET n = n + excluded.n",
-    [S_COUNT_PRUNE] = "DELETE FROM job_counts WHERE job_id = ?1 AND status = ?2 AND n <= 0",
     [S_CRON_FIND] = "SELECT config_id FROM cron_jobs WHERE job_id = ?1",
     [S_CRON_PUT] = "INSERT INTO cron_jobs(job_id, config_id, body) VALUES(?1, ?2, ?3)"
                    " ON CONFLICT(job_id) DO UPDATE SET config_id = excluded.config_id,"
@@ -393,20 +385,13 @@ static const char *const stmt_sql[S_COUNT] = {
                         " j.name, u.update_id",
     /* One row per job and status (one with a NULL status for a cron job
      * without tasks): a role's summaries in one statement, not one per job. */
-    [S_JOB_SUMMARIES] = "SELECT j.id, j.role, j.environment, j.name, cj.body, c.status, c.n"
-                        " FROM jobs j"
+    /* Jobs with tasks or a cron job; which have tasks, the tally says. */
+    [S_JOB_SUMMARIES] = "SELECT j.id, j.role, j.environment, j.name, cj.body FROM jobs j"
                         " LEFT JOIN cron_jobs cj ON cj.job_id = j.id"
-                        " LEFT JOIN job_counts c ON c.job_id = j.id"
                         " WHERE (?1 IS NULL OR j.role = ?1)"
-                        " AND (cj.job_id IS NOT NULL OR c.job_id IS NOT NULL)"
                         " ORDER BY j.role, j.environment, j.name",
-    [S_JOB_COUNTS] = "SELECT status, n FROM job_counts WHERE job_id = ?1",
-    [S_ROLES] = "SELECT j.role,"
-                " sum(EXISTS (SELECT 1 FROM job_counts c WHERE c.job_id = j.id)),"
-                " sum(EXISTS (SELECT 1 FROM cron_jobs cj WHERE cj.job_id = j.id))"
-                " FROM jobs j GROUP BY j.role ORDER BY j.role",
-    [S_ROLE_COUNTS] = "SELECT c.status, sum(c.n) FROM job_counts c JOIN jobs j ON j.id = c.job_id"
-                      " WHERE j.role = ?1 GROUP BY c.status",
+    [S_ROLES] = "SELECT j.role, j.id, cj.job_id IS NOT NULL FROM jobs j"
+                " LEFT JOIN cron_jobs cj ON cj.job_id = j.id ORDER BY j.role",
     [S_CONFIG_GROUPS] = "SELECT config_id, instance_id FROM tasks WHERE job_id = ?1"
                         " AND status IN " ACTIVE_STATUS_SQL " ORDER BY config_id, instance_id",
 };
@@ -582,8 +567,11 @@ struct bo_store {
      * first): rows are never deleted, so only a rollback or a restore makes
      * an entry wrong, and both reset it (memo_reset). */
     struct host_map *host_cache;
-    /* Task count changes of the apply in progress (counts_note). */
+    /* Task count changes of the apply in progress (counts_note), and the
+     * counts of everything applied (the tally; stale: to be recounted). */
     struct count_delta *count_deltas;
+    struct job_tally *tally;
+    bool tally_stale;
     /* The checkpointer's connection, kept between checkpoints (opening one
      * costs more than most checkpoints); closed before files are swapped. */
     struct conn ckpt_c;
@@ -1535,33 +1523,121 @@ static int check_txn(const Bo__Transaction *txn, struct bo_err *err)
 
 /* ------------------------------------------------------------- tasks ---- */
 
-static int counts_add(struct conn *c, int64_t job_id, int status, int64_t delta, struct bo_err *err)
+/* Tasks per job and status, in memory: what job and role summaries show.
+ * Kept in a table, a state change cost three statements (add, subtract,
+ * prune an emptied row), an eighth of the applier's time at 64 writes in
+ * flight, for numbers `tasks` holds anyway; here it costs two lookups.
+ *
+ * The tally matches the main connection's state, an open group's applies
+ * included: an apply's changes are noted apart (counts_note) and join the
+ * tally once its transaction or savepoint is released (counts_fold), so a
+ * failed apply leaves it as it was. Where SQLite undoes more than one apply
+ * (a group lost with a failed commit), where a change does not fit (out of
+ * memory), and for a file opened as it is, the tally is marked stale and
+ * counted again from `tasks` at its next use (tally_ready). A restore counts
+ * what it inserts and installs that with the state. Statuses outside the
+ * known ones (a newer writer's) are not counted, as summaries never showed
+ * them. */
+#define N_STATUS 19
+
+struct job_tally {
+    int64_t job_id;
+    int64_t tasks; /* the sum of n[]: none left removes the entry */
+    int64_t n[N_STATUS];
+    UT_hash_handle hh;
+};
+
+static void tally_free(struct job_tally **t)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = conn_stmt(c, S_COUNT_ADD, &s, err);
-    if (rc != BO_OK) {
-        return rc;
+    struct job_tally *e, *tmp;
+    HASH_ITER(hh, *t, e, tmp)
+    {
+        HASH_DEL(*t, e);
+        bo_free(e);
     }
-    sqlite3_bind_int64(s, 1, job_id);
-    sqlite3_bind_int(s, 2, status);
-    sqlite3_bind_int64(s, 3, delta);
-    rc = step_done(c, s, err, "count tasks");
-    if (rc != BO_OK || delta > 0) {
-        return rc;
-    }
-    rc = conn_stmt(c, S_COUNT_PRUNE, &s, err);
-    if (rc != BO_OK) {
-        return rc;
-    }
-    sqlite3_bind_int64(s, 1, job_id);
-    sqlite3_bind_int(s, 2, status);
-    return step_done(c, s, err, "count tasks");
 }
 
-/* Count changes of one apply, summed per job and status and written once at
- * its end (counts_flush): the status changes of a scheduler batch, 20,000
- * over a hundred jobs, were three statements each (add, subtract, prune)
- * and are now a few hundred. Nothing reads job_counts inside an apply. */
+static struct job_tally *tally_find(struct job_tally *t, int64_t job_id)
+{
+    struct job_tally *e = NULL;
+    HASH_FIND(hh, t, &job_id, sizeof(job_id), e);
+    return e;
+}
+
+/* n[status] of `job_id` += delta. BO_ENOMEM, or BO_ECORRUPT for a count
+ * that would go below zero (the tally does not match the tasks). */
+static int tally_add(struct job_tally **t, int64_t job_id, int64_t status, int64_t delta)
+{
+    if (status < 0 || status >= N_STATUS || delta == 0) {
+        return BO_OK;
+    }
+    struct job_tally *e = tally_find(*t, job_id);
+    if (e == NULL) {
+        if (delta < 0) {
+            return BO_ECORRUPT;
+        }
+        e = bo_calloc(1, sizeof(*e));
+        if (e == NULL) {
+            return BO_ENOMEM;
+        }
+        e->job_id = job_id;
+        HASH_ADD(hh, *t, job_id, sizeof(e->job_id), e);
+        if (e->hh.tbl == NULL) {
+            bo_free(e);
+            return BO_ENOMEM;
+        }
+    }
+    if (e->n[status] + delta < 0) {
+        return BO_ECORRUPT;
+    }
+    e->n[status] += delta;
+    e->tasks += delta;
+    if (e->tasks == 0) {
+        HASH_DEL(*t, e);
+        bo_free(e);
+    }
+    return BO_OK;
+}
+
+/* Count the tasks of the main connection's state again. */
+static int tally_recount(struct bo_store *st, struct bo_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int src = sqlite3_prepare_v2(
+        st->main.db, "SELECT job_id, status, count(*) FROM tasks GROUP BY job_id, status", -1, &s,
+        NULL);
+    if (src != SQLITE_OK) {
+        return sql_fail(st->main.db, src, err, "count tasks");
+    }
+    struct job_tally *t = NULL;
+    int rc = BO_OK;
+    while (rc == BO_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
+        rc = tally_add(&t, sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+                       sqlite3_column_int64(s, 2));
+    }
+    if (rc != BO_OK) {
+        rc = bo_errf(err, rc, "count tasks: %s", bo_strerror(rc));
+    } else if (src != SQLITE_DONE) {
+        rc = sql_fail(st->main.db, src, err, "count tasks");
+    }
+    sqlite3_finalize(s);
+    if (rc != BO_OK) {
+        tally_free(&t);
+        return rc;
+    }
+    tally_free(&st->tally);
+    st->tally = t;
+    st->tally_stale = false;
+    return BO_OK;
+}
+
+/* The tally, counted again first if it is stale. */
+static int tally_ready(struct bo_store *st, struct bo_err *err)
+{
+    return st->tally_stale ? tally_recount(st, err) : BO_OK;
+}
+
+/* Count changes of the apply in progress, summed per job and status. */
 struct count_delta {
     struct count_key {
         int64_t job_id;
@@ -1603,20 +1679,15 @@ static int counts_note(struct bo_store *st, int64_t job_id, int status, int64_t 
     return BO_OK;
 }
 
-/* Write the noted changes; increases first, so that a row a decrease
- * empties is pruned after everything that adds to it. */
-static int counts_flush(struct bo_store *st, struct conn *c, struct bo_err *err)
+/* The apply in progress is released: its changes join the tally. */
+static void counts_fold(struct bo_store *st)
 {
-    int rc = BO_OK;
-    for (int pass = 0; pass < 2 && rc == BO_OK; pass++) {
-        for (struct count_delta *d = st->count_deltas; d != NULL && rc == BO_OK; d = d->hh.next) {
-            if (d->delta != 0 && (pass == 0) == (d->delta > 0)) {
-                rc = counts_add(c, d->key.job_id, (int)d->key.status, d->delta, err);
-            }
+    for (struct count_delta *d = st->count_deltas; d != NULL && !st->tally_stale; d = d->hh.next) {
+        if (tally_add(&st->tally, d->key.job_id, d->key.status, d->delta) != BO_OK) {
+            st->tally_stale = true;
         }
     }
     counts_forget(st);
-    return rc;
 }
 
 /* The task's encoding without its config: what the tasks table and a
@@ -2567,6 +2638,7 @@ int bo_store_flush(struct bo_store *st, struct bo_err *err)
     }
     st->group_open = false;
     if (st->main.db == NULL || sqlite3_get_autocommit(st->main.db)) {
+        st->tally_stale = true;
         return BO_OK;
     }
     int rc = BO_OK;
@@ -2582,6 +2654,7 @@ int bo_store_flush(struct bo_store *st, struct bo_err *err)
     if (rc != BO_OK) {
         /* The group may be gone, and rows it added with it. */
         memo_reset(st);
+        st->tally_stale = true;
     }
     return rc;
 }
@@ -2633,10 +2706,6 @@ static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_
             goto fail;
         }
     }
-    rc = counts_flush(st, c, err);
-    if (rc != BO_OK) {
-        goto fail;
-    }
     /* With group commit the index is written once, by the flush that
      * commits the group: a statement per entry less. */
     if (!st->group_commit) {
@@ -2649,12 +2718,16 @@ static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_
     if (rc != BO_OK) {
         goto fail;
     }
+    counts_fold(st);
     st->applied_index = index;
     st->group_index = st->group_commit;
     return BO_OK;
 fail:
     counts_forget(st);
     txn_rollback(st);
+    if (st->group_commit && !st->group_open) {
+        st->tally_stale = true; /* the group's earlier applies are undone too */
+    }
     /* Memo entries may name rows the rollback removed. */
     memo_reset(st);
     return rc;
@@ -3009,6 +3082,7 @@ int bo_store_open(const char *path, bool fresh, struct bo_store **out, struct bo
     if (rc != BO_OK) {
         goto fail;
     }
+    st->tally_stale = !fresh; /* counted at its first use */
     *out = st;
     return BO_OK;
 fail:
@@ -3036,6 +3110,7 @@ void bo_store_close(struct bo_store *st)
     struct bo_err ignored = BO_ERR_INIT;
     bo_store_flush(st, &ignored);
     counts_forget(st);
+    tally_free(&st->tally);
     ckpt_conn_drop(st);
     conn_close(&st->main, true);
     for (size_t i = 0; st->memo != NULL && i < MEMO_SIZE; i++) {
@@ -3868,6 +3943,7 @@ struct restore {
     size_t n_cfgs, cap_cfgs;
     uint64_t n_tasks;
     bool refs_done;
+    struct job_tally *tally; /* of the tasks inserted, for the store once it succeeds */
     struct bo_buf tmp;
     struct host_map hosts;
     struct restore_chunk *cur; /* tasks waiting; NULL before the first */
@@ -4099,6 +4175,7 @@ static int restore_pipe_stop(struct restore *r, bool abandon)
 /* What a restore holds besides its connection. */
 static void restore_release(struct restore *r)
 {
+    tally_free(&r->tally);
     bo_free(r->cfgs);
     host_map_release(&r->hosts);
     if (r->own_chunk != NULL) {
@@ -4389,9 +4466,9 @@ static int restore_task_refs(struct restore *r)
                 continue;
             }
             total += cfg->by_status[status];
-            int rc = counts_add(r->c, cfg->job_id, status, cfg->by_status[status], r->err);
+            int rc = tally_add(&r->tally, cfg->job_id, status, cfg->by_status[status]);
             if (rc != BO_OK) {
-                return rc;
+                return bo_errf(r->err, rc, "restore: count tasks: %s", bo_strerror(rc));
             }
         }
         if (total > 0) {
@@ -4558,7 +4635,7 @@ static int restore_in_place(struct bo_store *st, const uint8_t *image, size_t le
     rc = conn_exec(
         r.c,
         "DELETE FROM tasks; DELETE FROM task_bodies; DELETE FROM hosts; DELETE FROM task_configs;"
-        " DELETE FROM jobs; DELETE FROM job_counts; DELETE FROM cron_jobs;"
+        " DELETE FROM jobs; DELETE FROM cron_jobs;"
         " DELETE FROM quotas; DELETE FROM host_attributes; DELETE FROM maintenance;"
         " DELETE FROM job_updates; DELETE FROM job_update_configs;"
         " DELETE FROM job_update_events; DELETE FROM job_instance_events;",
@@ -4594,10 +4671,14 @@ static int restore_in_place(struct bo_store *st, const uint8_t *image, size_t le
         conn_exec(r.c, "ROLLBACK", NULL, "restore");
     }
     memo_reset(st);
-    restore_release(&r);
     if (rc == BO_OK) {
         st->applied_index = index;
+        tally_free(&st->tally);
+        st->tally = r.tally;
+        r.tally = NULL;
+        st->tally_stale = false;
     }
+    restore_release(&r);
     return rc == BO_OK ? BO_OK : bo_err_wrapf(err, rc, "restore");
 }
 
@@ -4627,11 +4708,19 @@ static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, b
     restore_pipe_stop(&r, true); /* still running only if the walk failed */
     conn_close(&r.own, true);
     memo_reset(st);
+    struct job_tally *tally = r.tally;
+    r.tally = NULL;
     restore_release(&r);
     if (rc != BO_OK) {
+        tally_free(&tally);
         remove_db(st->path, ".restore", NULL);
         return bo_err_wrapf(err, rc, "restore");
     }
+    /* From here the store's file changes (or it stays closed): its tally
+     * is the new one, or stale until the old state is known again. */
+    tally_free(&st->tally);
+    st->tally = tally;
+    st->tally_stale = true;
 
     ckpt_conn_drop(st); /* it would keep the old file */
     /* Swap files. The old WAL is discarded, not checkpointed: its content is
@@ -4683,6 +4772,7 @@ static int restore_from(struct bo_store *st, const uint8_t *image, size_t len, b
     if (rc != BO_OK) {
         return bo_err_wrapf(err, rc, "restore");
     }
+    st->tally_stale = false;
     return BO_OK;
 }
 
@@ -5323,7 +5413,7 @@ int bo_store_count_tasks(struct bo_store *st, const struct bo_task_query *q, uin
 
 static void counts_bucket(struct bo_task_counts *tc, int status, uint64_t n)
 {
-    if (status < 0 || status >= 19) {
+    if (status < 0 || status >= N_STATUS) {
         return;
     }
     tc->by_status[status] += n;
@@ -5356,17 +5446,14 @@ static void counts_bucket(struct bo_task_counts *tc, int status, uint64_t n)
     }
 }
 
-/* Rows (status, n) of a bound statement into `tc`. */
-static int counts_collect(struct conn *c, sqlite3_stmt *s, struct bo_task_counts *tc,
-                          struct bo_err *err)
+/* A job's tally into `tc`. */
+static void counts_of_job(const struct job_tally *e, struct bo_task_counts *tc)
 {
-    int step;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        counts_bucket(tc, sqlite3_column_int(s, 0), (uint64_t)sqlite3_column_int64(s, 1));
+    for (int status = 0; e != NULL && status < N_STATUS; status++) {
+        if (e->n[status] > 0) {
+            counts_bucket(tc, status, (uint64_t)e->n[status]);
+        }
     }
-    int rc = step == SQLITE_DONE ? BO_OK : sql_fail(c->db, step, err, "task counts");
-    sqlite3_reset(s);
-    return rc;
 }
 
 static Bo__JobKey *job_key_copy(const char *role, const char *env, const char *name,
@@ -5421,12 +5508,10 @@ static int job_summary_fill(sqlite3_stmt *s, struct bo_job_summary *js, struct b
     return BO_OK;
 }
 
-/* Add a row's (status, count) to the summary; finish its derived fields. */
-static void job_summary_count(sqlite3_stmt *s, struct bo_job_summary *js)
+/* The job's counts into the summary, and the fields derived from them. */
+static void job_summary_count(const struct job_tally *e, struct bo_job_summary *js)
 {
-    if (sqlite3_column_type(s, 5) != SQLITE_NULL) {
-        counts_bucket(&js->counts, sqlite3_column_int(s, 5), (uint64_t)sqlite3_column_int64(s, 6));
-    }
+    counts_of_job(e, &js->counts);
     if (!js->is_cron) {
         /* Aurora's getJobs: the number of active tasks (pending included). */
         js->instance_count =
@@ -5444,6 +5529,10 @@ int bo_store_job_summaries(struct bo_store *st, const char *role, struct bo_job_
     if (rc != BO_OK) {
         return rc;
     }
+    rc = tally_ready(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
     struct conn *c = &st->main;
     sqlite3_stmt *s = NULL;
     rc = conn_stmt(c, S_JOB_SUMMARIES, &s, err);
@@ -5458,14 +5547,11 @@ int bo_store_job_summaries(struct bo_store *st, const char *role, struct bo_job_
     struct bo_buf tmp = BO_BUF_INIT;
     size_t cap = 0;
     int step;
-    int64_t last_job = -1;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        int64_t job_id = sqlite3_column_int64(s, 0);
-        if (job_id == last_job) {
-            job_summary_count(s, &out->jobs[out->n - 1]);
-            continue;
+        const struct job_tally *e = tally_find(st->tally, sqlite3_column_int64(s, 0));
+        if (e == NULL && sqlite3_column_type(s, 4) == SQLITE_NULL) {
+            continue; /* neither tasks nor a cron job: only updates refer to it */
         }
-        last_job = job_id;
         if (out->n == cap) {
             cap = cap == 0 ? 16 : cap * 2;
             struct bo_job_summary *p = bo_reallocarray(out->jobs, cap, sizeof(*p));
@@ -5481,7 +5567,7 @@ int bo_store_job_summaries(struct bo_store *st, const char *role, struct bo_job_
         if (rc != BO_OK) {
             break;
         }
-        job_summary_count(s, js);
+        job_summary_count(e, js);
     }
     if (rc == BO_OK && step != SQLITE_DONE) {
         rc = sql_fail(c->db, step, err, "job summaries");
@@ -5515,46 +5601,55 @@ int bo_store_role_summaries(struct bo_store *st, struct bo_role_summary_list *ou
     if (rc != BO_OK) {
         return rc;
     }
-    struct conn *c = &st->main;
-    sqlite3_stmt *s = NULL, *cs = NULL;
-    rc = conn_stmt(c, S_ROLES, &s, err);
-    if (rc == BO_OK) {
-        rc = conn_stmt(c, S_ROLE_COUNTS, &cs, err);
-    }
+    rc = tally_ready(st, err);
     if (rc != BO_OK) {
         return rc;
     }
+    struct conn *c = &st->main;
+    sqlite3_stmt *s = NULL;
+    rc = conn_stmt(c, S_ROLES, &s, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
+    /* Rows (role, job, has a cron job) by role: a summary per role, kept
+     * if some job of it has tasks or a cron job. */
     size_t cap = 0;
+    struct bo_role_summary *rs = NULL;
     int step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        uint64_t jobs = (uint64_t)sqlite3_column_int64(s, 1);
-        uint64_t crons = (uint64_t)sqlite3_column_int64(s, 2);
-        if (jobs == 0 && crons == 0) {
-            continue; /* only job updates refer to this role's jobs */
-        }
-        if (out->n == cap) {
-            cap = cap == 0 ? 16 : cap * 2;
-            struct bo_role_summary *p = bo_reallocarray(out->roles, cap, sizeof(*p));
-            if (p == NULL) {
+        const char *role = str_or_empty((const char *)sqlite3_column_text(s, 0));
+        if (rs == NULL || strcmp(rs->role, role) != 0) {
+            if (rs != NULL && rs->job_count == 0 && rs->cron_job_count == 0) {
+                bo_free(rs->role); /* only job updates refer to its jobs */
+                out->n--;
+            }
+            if (out->n == cap) {
+                cap = cap == 0 ? 16 : cap * 2;
+                struct bo_role_summary *p = bo_reallocarray(out->roles, cap, sizeof(*p));
+                if (p == NULL) {
+                    rc = bo_errf(err, BO_ENOMEM, "role summaries: out of memory");
+                    break;
+                }
+                out->roles = p;
+            }
+            rs = &out->roles[out->n++];
+            memset(rs, 0, sizeof(*rs));
+            rs->role = bo_strdup(role);
+            if (rs->role == NULL) {
                 rc = bo_errf(err, BO_ENOMEM, "role summaries: out of memory");
                 break;
             }
-            out->roles = p;
         }
-        struct bo_role_summary *rs = &out->roles[out->n++];
-        memset(rs, 0, sizeof(*rs));
-        rs->role = bo_strdup(str_or_empty((const char *)sqlite3_column_text(s, 0)));
-        if (rs->role == NULL) {
-            rc = bo_errf(err, BO_ENOMEM, "role summaries: out of memory");
-            break;
+        const struct job_tally *e = tally_find(st->tally, sqlite3_column_int64(s, 1));
+        if (e != NULL) {
+            rs->job_count++;
+            counts_of_job(e, &rs->counts);
         }
-        rs->job_count = jobs;
-        rs->cron_job_count = crons;
-        bind_str(cs, 1, rs->role);
-        rc = counts_collect(c, cs, &rs->counts, err);
-        if (rc != BO_OK) {
-            break;
-        }
+        rs->cron_job_count += (uint64_t)sqlite3_column_int(s, 2);
+    }
+    if (rc == BO_OK && rs != NULL && rs->job_count == 0 && rs->cron_job_count == 0) {
+        bo_free(rs->role);
+        out->n--;
     }
     if (rc == BO_OK && step != SQLITE_DONE) {
         rc = sql_fail(c->db, step, err, "role summaries");
@@ -6014,6 +6109,12 @@ int bo_store_counts(struct bo_store *st, struct bo_store_counts *out, struct bo_
 
 /* ------------------------------------------------------------ digest ---- */
 
+/* Tasks per job and status, counted from `tasks`; the job's row id last,
+ * left out of the digest, to look the tally up with. */
+static const char digest_counts_sql[] =
+    "SELECT j.role, j.environment, j.name, t.status, count(*), t.job_id FROM tasks t"
+    " JOIN jobs j ON j.id = t.job_id GROUP BY t.job_id, t.status ORDER BY 1, 2, 3, 4";
+
 /* Every table in key order, without row ids: configs by content hash, rows
  * that point at configs or jobs by the content they point at. The applied
  * index is left out: it is where the state came from, not what it is. */
@@ -6026,8 +6127,7 @@ static const char *const digest_sql[] = {
     " JOIN hosts h ON h.id = t.host_id"
     " JOIN jobs j ON j.id = t.job_id"
     " JOIN task_configs c ON c.id = t.config_id ORDER BY t.task_id",
-    "SELECT j.role, j.environment, j.name, n.status, n.n FROM job_counts n"
-    " JOIN jobs j ON j.id = n.job_id ORDER BY 1, 2, 3, 4",
+    digest_counts_sql,
     "SELECT j.role, j.environment, j.name, c.hash_lo, c.hash_hi, cj.body FROM cron_jobs cj"
     " JOIN jobs j ON j.id = cj.job_id JOIN task_configs c ON c.id = cj.config_id"
     " ORDER BY 1, 2, 3",
@@ -6066,10 +6166,10 @@ static int digest_flush(struct digest *d, bool force)
     return bo_pb_put_varint(&d->b, h);
 }
 
-static int digest_row(struct digest *d, sqlite3_stmt *s)
+/* The first `n` columns of the row. */
+static int digest_row(struct digest *d, sqlite3_stmt *s, int n)
 {
     int rc = BO_OK;
-    int n = sqlite3_column_count(s);
     for (int i = 0; i < n && rc == BO_OK; i++) {
         int type = sqlite3_column_type(s, i);
         rc = bo_buf_append_byte(&d->b, (uint8_t)type);
@@ -6099,6 +6199,10 @@ int bo_store_digest(struct bo_store *st, uint64_t *digest, struct bo_err *err)
     if (rc != BO_OK) {
         return rc;
     }
+    rc = tally_ready(st, err);
+    if (rc != BO_OK) {
+        return rc;
+    }
     struct digest d = {BO_BUF_INIT};
     for (size_t t = 0; t < sizeof(digest_sql) / sizeof(digest_sql[0]) && rc == BO_OK; t++) {
         sqlite3_stmt *s = NULL;
@@ -6107,14 +6211,34 @@ int bo_store_digest(struct bo_store *st, uint64_t *digest, struct bo_err *err)
             rc = sql_fail(st->main.db, src, err, "digest");
             break;
         }
+        /* The counts in memory must be those of the tasks: every (job,
+         * status) counted from the tasks, and no other. */
+        bool counts = digest_sql[t] == digest_counts_sql, tally_ok = true;
+        size_t counted = 0;
         rc = bo_pb_put_varint(&d.b, t);
         while (rc == BO_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
-            rc = digest_row(&d, s);
+            int n = sqlite3_column_count(s);
+            int64_t status = counts ? sqlite3_column_int64(s, 3) : 0;
+            if (counts && status >= 0 && status < N_STATUS) {
+                const struct job_tally *e = tally_find(st->tally, sqlite3_column_int64(s, 5));
+                tally_ok = tally_ok && e != NULL && e->n[status] == sqlite3_column_int64(s, 4);
+                counted++;
+                n = 5;
+            }
+            rc = digest_row(&d, s, n);
+        }
+        size_t kept = 0;
+        for (const struct job_tally *e = st->tally; counts && e != NULL; e = e->hh.next) {
+            for (int status = 0; status < N_STATUS; status++) {
+                kept += e->n[status] > 0;
+            }
         }
         if (rc == BO_OK && src != SQLITE_DONE) {
             rc = sql_fail(st->main.db, src, err, "digest");
         } else if (rc != BO_OK && rc != BO_EIO) {
             rc = bo_errf(err, rc, "digest: %s", bo_strerror(rc));
+        } else if (rc == BO_OK && (!tally_ok || kept != counted)) {
+            rc = bo_errf(err, BO_ECORRUPT, "digest: the task counts kept differ from the tasks");
         }
         sqlite3_finalize(s);
     }

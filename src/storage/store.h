@@ -11,9 +11,10 @@
  * confirmed by comparing bytes) with a reference count, deleted when nothing
  * refers to it; tasks (task id, job, instance, status, host, config, and the
  * task's own encoding with the config left out: events, ports, failure count,
- * ancestor); job_counts (tasks per job per status, kept by apply so counts
- * need no scan); cron_jobs; quotas; host_attributes; maintenance; job_updates
- * with their configs and events; meta (applied index, cluster id).
+ * ancestor); cron_jobs; quotas; host_attributes; maintenance; job_updates
+ * with their configs and events; meta (applied index, cluster id). Tasks per
+ * job per status are counted in memory as entries apply, so summaries need no
+ * scan (store.c, "tally").
  *
  * The database is a cache of the log: it lives in a file in WAL mode, is
  * never synced, and is rebuilt from the last snapshot and the log at start.
@@ -354,7 +355,8 @@ struct bo_store_counts {
 int bo_store_counts(struct bo_store *st, struct bo_store_counts *out, struct bo_err *err);
 
 /* A digest of the whole logical state (independent of row ids and insertion
- * order): equal states give equal digests. For replica comparison in tests. */
+ * order): equal states give equal digests. For replica comparison in tests.
+ * BO_ECORRUPT if the task counts kept in memory differ from the tasks. */
 int bo_store_digest(struct bo_store *st, uint64_t *digest, struct bo_err *err);
 
 #endif

@@ -1508,6 +1508,114 @@ static void test_state_changes_batched(void **state)
     bo_store_close(b);
 }
 
+/* The web job's tasks in `status`, as its job summary counts them. */
+static uint64_t web_count(struct bo_store *st, Bo__ScheduleStatus status)
+{
+    struct bo_job_summary_list jl;
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_store_job_summaries(st, "www", &jl, &err), BO_OK);
+    uint64_t n = UINT64_MAX;
+    for (size_t i = 0; i < jl.n; i++) {
+        if (strcmp(jl.jobs[i].key->name, "web") == 0) {
+            n = jl.jobs[i].counts.by_status[status];
+        }
+    }
+    bo_job_summary_list_release(&jl);
+    assert_true(n != UINT64_MAX);
+    return n;
+}
+
+/* Task counts are kept in memory beside the state: a summary read between
+ * the applies of an open group sees each apply before it, a failed apply's
+ * changes go with it, the counts match the tasks (bo_store_digest checks
+ * them) as applies one transaction each leave them, and a store opened on
+ * an existing file counts its tasks again. */
+static void test_task_counts(void **state)
+{
+    (void)state;
+    struct bo_store *a = open_store("counts-a.db");
+    struct bo_store *b = open_store("counts-b.db");
+    uint64_t ia = load_workload(a, 0), ib = load_workload(b, 0);
+    bo_store_set_group_commit(a, true);
+    assert_int_equal(web_count(a, BO__SCHEDULE_STATUS__RUNNING), 3);
+    static const char *const ids[] = {"web-0", "web-2", "web-4", "web-0"};
+    static const int inst[] = {0, 2, 4, 0};
+    static const Bo__ScheduleStatus to[] = {
+        BO__SCHEDULE_STATUS__KILLING, BO__SCHEDULE_STATUS__KILLING, BO__SCHEDULE_STATUS__RUNNING,
+        BO__SCHEDULE_STATUS__KILLED};
+    for (size_t i = 0; i < 4; i++) {
+        for (int side = 0; side < 2; side++) {
+            Bo__Transaction *t = txn_new();
+            Bo__ScheduledTask *task = mk_task(ids[i], NULL, inst[i], to[i], "host-a");
+            txn_save_states(t, &task, 1);
+            apply_ok(side ? b : a, t, side ? ++ib : ++ia);
+        }
+        if (i != 1) {
+            continue;
+        }
+        /* mid-group: web-0 and web-2 moved to KILLING */
+        assert_true(bo_store_pending(a));
+        assert_int_equal(web_count(a, BO__SCHEDULE_STATUS__RUNNING), 1);
+        assert_int_equal(web_count(a, BO__SCHEDULE_STATUS__KILLING), 2);
+        /* a failed apply: its state change goes, its count change too */
+        for (int side = 0; side < 2; side++) {
+            Bo__Transaction *t = txn_new();
+            Bo__ScheduledTask *task =
+                mk_task("web-3", NULL, 3, BO__SCHEDULE_STATUS__LOST, "host-b");
+            txn_save_states(t, &task, 1);
+            txn_update_event(t, "web", "no-such-update", BO__JOB_UPDATE_STATUS__UPDATE_ABORTED, 5);
+            struct bo_err err = BO_ERR_INIT;
+            apply_expect(side ? b : a, t, side ? ib + 1 : ia + 1, BO_EINVAL, &err);
+        }
+        struct bo_role_summary_list rl;
+        struct bo_err err = BO_ERR_INIT;
+        assert_int_equal(bo_store_role_summaries(a, &rl, &err), BO_OK);
+        assert_int_equal(rl.n, 2);
+        assert_string_equal(rl.roles[1].role, "www");
+        assert_int_equal(rl.roles[1].job_count, 1);
+        assert_int_equal(rl.roles[1].cron_job_count, 1);
+        assert_int_equal(rl.roles[1].counts.by_status[BO__SCHEDULE_STATUS__LOST], 0);
+        assert_int_equal(rl.roles[1].counts.by_status[BO__SCHEDULE_STATUS__KILLING], 2);
+        bo_role_summary_list_release(&rl);
+    }
+    struct bo_err err = BO_ERR_INIT;
+    assert_int_equal(bo_store_flush(a, &err), BO_OK);
+    assert_int_equal(web_count(a, BO__SCHEDULE_STATUS__LOST), 0);
+    assert_int_equal(web_count(a, BO__SCHEDULE_STATUS__KILLING), 1);
+    assert_int_equal(web_count(a, BO__SCHEDULE_STATUS__KILLED), 2);
+    assert_int_equal(web_count(a, BO__SCHEDULE_STATUS__RUNNING), 2);
+    assert_true(digest_of(a) == digest_of(b));
+
+    /* the dba job loses its last tasks: gone from the summaries, and its
+     * role with it (nothing else refers to them) */
+    Bo__Transaction *t = txn_new();
+    const char *dba[] = {"db-0", "db-1"};
+    txn_remove_tasks(t, dba, 2);
+    apply_ok(a, t, ++ia);
+    struct bo_job_summary_list jl;
+    assert_int_equal(bo_store_job_summaries(a, "dba", &jl, &err), BO_OK);
+    assert_int_equal(jl.n, 0);
+    bo_job_summary_list_release(&jl);
+    struct bo_role_summary_list rl;
+    assert_int_equal(bo_store_role_summaries(a, &rl, &err), BO_OK);
+    assert_int_equal(rl.n, 1);
+    assert_string_equal(rl.roles[0].role, "www");
+    bo_role_summary_list_release(&rl);
+    assert_int_equal(bo_store_flush(a, &err), BO_OK);
+    uint64_t before = digest_of(a);
+
+    /* an existing file: counted from its tasks */
+    bo_store_close(a);
+    char path[512];
+    path_in_dir(path, sizeof(path), "counts-a.db");
+    assert_int_equal(bo_store_open(path, false, &a, &err), BO_OK);
+    assert_int_equal(web_count(a, BO__SCHEDULE_STATUS__KILLED), 2);
+    assert_int_equal(web_count(a, BO__SCHEDULE_STATUS__RUNNING), 2);
+    assert_true(digest_of(a) == before);
+    bo_store_close(a);
+    bo_store_close(b);
+}
+
 static void txn_save_shared(Bo__Transaction *t, Bo__TaskConfig *cfg, Bo__ScheduledTask **tasks,
                             size_t n)
 {
@@ -2706,6 +2814,7 @@ int main(void)
         cmocka_unit_test(test_task_texts),
         cmocka_unit_test(test_query_one_job),
         cmocka_unit_test(test_state_changes_batched),
+        cmocka_unit_test(test_task_counts),
         cmocka_unit_test(test_query_filters),
         cmocka_unit_test(test_summaries),
         cmocka_unit_test(test_config_groups),
