@@ -2575,9 +2575,35 @@ static int run_stmt(struct conn *c, enum stmt_id id, struct bo_err *err, const c
     return rc != BO_OK ? rc : step_done(c, s, err, what);
 }
 
-/* One apply is one transaction, or with group commit one savepoint in the
- * group's transaction: all or nothing either way. */
-static int txn_begin(struct bo_store *st, struct bo_err *err)
+/* Can the state refuse `txn` once it is valid (bo_store_validate)? Only
+ * ops that depend on other rows can: an update's event needs its update,
+ * say. Tasks are saved, changed and removed whatever the state holds, so
+ * a transaction of task ops fails only for environmental reasons (a full
+ * disk, out of memory) or a corrupt store, after which the store stops
+ * following the log anyway. */
+static bool txn_may_be_refused(const Bo__Transaction *txn)
+{
+    for (size_t i = 0; txn != NULL && i < txn->n_ops; i++) {
+        switch (txn->ops[i]->op_case) {
+        case BO__OP__OP_SAVE_TASKS:
+        case BO__OP__OP_SAVE_TASK_STATES:
+        case BO__OP__OP_SAVE_TASKS_SHARED:
+        case BO__OP__OP_REMOVE_TASKS:
+            break;
+        default:
+            return true;
+        }
+    }
+    return false;
+}
+
+/* One apply is one transaction, or with group commit a part of the group's
+ * transaction: in a savepoint of its own if the state may refuse it
+ * (`savepoint`), so that a refusal undoes it alone. Without one, a failure
+ * undoes the whole group (txn_rollback). A savepoint costs its statements
+ * and a copy of each page the apply changes first into SQLite's
+ * sub-journal: a seventh of the applier's time per state change. */
+static int txn_begin(struct bo_store *st, bool savepoint, struct bo_err *err)
 {
     struct conn *c = &st->main;
     if (!st->group_commit) {
@@ -2590,30 +2616,33 @@ static int txn_begin(struct bo_store *st, struct bo_err *err)
         }
         st->group_open = true;
     }
-    return run_stmt(c, S_SAVEPOINT, err, "savepoint");
+    return savepoint ? run_stmt(c, S_SAVEPOINT, err, "savepoint") : BO_OK;
 }
 
-static int txn_commit(struct bo_store *st, struct bo_err *err)
+static int txn_commit(struct bo_store *st, bool savepoint, struct bo_err *err)
 {
-    return run_stmt(&st->main, st->group_commit ? S_RELEASE : S_COMMIT, err, "commit");
+    if (st->group_commit) {
+        return savepoint ? run_stmt(&st->main, S_RELEASE, err, "commit") : BO_OK;
+    }
+    return run_stmt(&st->main, S_COMMIT, err, "commit");
 }
 
-static void txn_rollback(struct bo_store *st)
+static void txn_rollback(struct bo_store *st, bool savepoint)
 {
     struct conn *c = &st->main;
-    /* SQLite may have rolled back already (SQLITE_FULL, SQLITE_NOMEM); with
-     * group commit that undid the whole group, which the caller treats as
-     * fatal anyway (the store no longer follows the log). */
+    /* SQLite may have rolled back already (SQLITE_FULL, SQLITE_NOMEM): with
+     * group commit that undid the whole group. */
     if (sqlite3_get_autocommit(c->db)) {
         st->group_open = false;
         return;
     }
-    if (st->group_commit) {
+    if (st->group_commit && savepoint) {
         run_stmt(c, S_ROLLBACK_TO, NULL, "rollback");
         run_stmt(c, S_RELEASE, NULL, "rollback");
         return;
     }
     run_stmt(c, S_ROLLBACK, NULL, "rollback");
+    st->group_open = false;
 }
 
 void bo_store_set_group_commit(struct bo_store *st, bool on)
@@ -2695,7 +2724,9 @@ static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_
     if (rc != BO_OK) {
         return rc;
     }
-    rc = txn_begin(st, err);
+    bool savepoint = txn_may_be_refused(txn);
+    bool group_was_open = st->group_open;
+    rc = txn_begin(st, savepoint, err);
     if (rc != BO_OK) {
         return rc;
     }
@@ -2714,7 +2745,7 @@ static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_
             goto fail;
         }
     }
-    rc = txn_commit(st, err);
+    rc = txn_commit(st, savepoint, err);
     if (rc != BO_OK) {
         goto fail;
     }
@@ -2724,12 +2755,22 @@ static int apply_locked(struct bo_store *st, const Bo__Transaction *txn, uint64_
     return BO_OK;
 fail:
     counts_forget(st);
-    txn_rollback(st);
-    if (st->group_commit && !st->group_open) {
-        st->tally_stale = true; /* the group's earlier applies are undone too */
-    }
+    txn_rollback(st, savepoint);
     /* Memo entries may name rows the rollback removed. */
     memo_reset(st);
+    if (st->group_commit && !st->group_open && group_was_open) {
+        /* The group's earlier applies are undone too: the store no longer
+         * follows the log, whatever failed. Not a refusal of this entry,
+         * which the caller would skip and carry on after. */
+        st->tally_stale = true;
+        st->group_index = false;
+        if (rc == BO_EINVAL || rc == BO_ECORRUPT) {
+            char why[BO_ERR_MSG_SIZE];
+            snprintf(why, sizeof(why), "%s", bo_err_msg(err, rc));
+            rc = bo_errf(err, BO_EIO, "%s; the applies before it since the last commit are undone",
+                         why);
+        }
+    }
     return rc;
 }
 

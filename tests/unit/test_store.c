@@ -1616,6 +1616,75 @@ static void test_task_counts(void **state)
     bo_store_close(b);
 }
 
+/* The status of task `id`, or -1 if there is none. */
+static int status_of(struct bo_store *st, const char *id)
+{
+    const char *ids[] = {id};
+    struct bo_task_query q = {.task_ids = ids, .n_task_ids = 1};
+    struct bo_task_list l;
+    query(st, &q, &l);
+    int status = l.n == 1 ? (int)l.tasks[0]->status : -1;
+    bo_task_list_release(&l);
+    return status;
+}
+
+/* Task ops take no savepoint of their own in a group (the state cannot
+ * refuse them): one that fails anyway (here, a task whose body is gone)
+ * undoes the group and says so with BO_EIO, not as a refusal the caller
+ * would skip; ops the state may refuse keep their savepoint, and a refusal
+ * undoes that apply alone. */
+static void test_group_savepoints(void **state)
+{
+    (void)state;
+    struct bo_store *st = open_store("savepoints.db");
+    uint64_t index = load_workload(st, 0);
+    /* web-3's body goes behind the store's back */
+    char path[512];
+    path_in_dir(path, sizeof(path), "savepoints.db");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DELETE FROM task_bodies WHERE id ="
+                                  " (SELECT id FROM tasks WHERE task_id = 'web-3')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+
+    bo_store_set_group_commit(st, true);
+    /* refused with its savepoint: web-0's change before it stays */
+    Bo__Transaction *t = txn_new();
+    Bo__ScheduledTask *task = mk_task("web-0", NULL, 0, BO__SCHEDULE_STATUS__KILLING, "host-a");
+    txn_save_states(t, &task, 1);
+    apply_ok(st, t, ++index);
+    t = txn_new();
+    task = mk_task("web-2", NULL, 2, BO__SCHEDULE_STATUS__KILLING, "host-a");
+    txn_save_states(t, &task, 1);
+    txn_update_event(t, "web", "no-such-update", BO__JOB_UPDATE_STATUS__UPDATE_ABORTED, 5);
+    struct bo_err err = BO_ERR_INIT;
+    apply_expect(st, t, index + 1, BO_EINVAL, &err);
+    assert_true(bo_store_pending(st));
+    assert_int_equal(status_of(st, "web-0"), BO__SCHEDULE_STATUS__KILLING);
+    assert_int_equal(status_of(st, "web-2"), BO__SCHEDULE_STATUS__RUNNING);
+    t = txn_new();
+    task = mk_task("web-2", NULL, 2, BO__SCHEDULE_STATUS__FINISHED, "host-a");
+    txn_save_states(t, &task, 1);
+    apply_ok(st, t, ++index);
+
+    /* a task op that fails: the group is undone, and the caller told */
+    t = txn_new();
+    task = mk_task("web-3", NULL, 3, BO__SCHEDULE_STATUS__KILLING, "host-b");
+    txn_save_states(t, &task, 1);
+    apply_expect(st, t, index + 1, BO_EIO, &err);
+    assert_non_null(strstr(err.msg, "has no body"));
+    assert_false(bo_store_pending(st));
+    assert_int_equal(status_of(st, "web-0"), BO__SCHEDULE_STATUS__RUNNING);
+    assert_int_equal(status_of(st, "web-2"), BO__SCHEDULE_STATUS__RUNNING);
+    assert_int_equal(web_count(st, BO__SCHEDULE_STATUS__RUNNING), 3);
+    assert_int_equal(web_count(st, BO__SCHEDULE_STATUS__KILLING), 0);
+    bo_store_close(st);
+}
+
 static void txn_save_shared(Bo__Transaction *t, Bo__TaskConfig *cfg, Bo__ScheduledTask **tasks,
                             size_t n)
 {
@@ -2815,6 +2884,7 @@ int main(void)
         cmocka_unit_test(test_query_one_job),
         cmocka_unit_test(test_state_changes_batched),
         cmocka_unit_test(test_task_counts),
+        cmocka_unit_test(test_group_savepoints),
         cmocka_unit_test(test_query_filters),
         cmocka_unit_test(test_summaries),
         cmocka_unit_test(test_config_groups),
