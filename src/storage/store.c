@@ -5,7 +5,8 @@
  * database access), opens BEGIN IMMEDIATE on the main connection, applies the
  * ops in order with cached prepared statements, records the applied index in
  * `meta` and commits (with group commit, the owner's mode: a savepoint per
- * entry, and the index and the commit once per group, in bo_store_flush).
+ * entry the state may refuse, and the index and the commit once per group,
+ * in bo_store_flush).
  * A log entry is decoded into an arena kept from entry to entry. Every task
  * config goes through config_intern(): it is encoded in canonical order
  * (canon.h; from a shallow copy when it is not in order already, never

@@ -77,10 +77,13 @@ int bo_store_apply(struct bo_store *st, const Bo__Transaction *txn, uint64_t ind
 int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, uint64_t index,
                          struct bo_err *err);
 
-/* Group commit. With it on, each apply is a savepoint inside one open
- * SQLite transaction that bo_store_flush commits: many log entries cost one
- * commit (one write of each dirty page to the WAL), and each entry is still
- * all or nothing. Reads on the owning thread see applied entries at once;
+/* Group commit. With it on, each apply is a part of one open SQLite
+ * transaction that bo_store_flush commits: many log entries cost one commit
+ * (one write of each dirty page to the WAL). An apply the state may refuse
+ * has a savepoint and is all or nothing on its own; one of task ops only
+ * (which nothing refuses once valid) has none, and if it fails it undoes
+ * the whole group and returns BO_EIO (never BO_EINVAL or BO_ECORRUPT, the
+ * refusals a caller skips): the store then no longer follows the log. Reads on the owning thread see applied entries at once;
  * views, restores and close flush first. The durable copy is the log, so
  * nothing is lost by committing later. Off by default. */
 void bo_store_set_group_commit(struct bo_store *st, bool on);
