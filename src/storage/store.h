@@ -83,9 +83,10 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
  * has a savepoint and is all or nothing on its own; one of task ops only
  * (which nothing refuses once valid) has none, and if it fails it undoes
  * the whole group and returns BO_EIO (never BO_EINVAL or BO_ECORRUPT, the
- * refusals a caller skips): the store then no longer follows the log. Reads on the owning thread see applied entries at once;
- * views, restores and close flush first. The durable copy is the log, so
- * nothing is lost by committing later. Off by default. */
+ * refusals a caller skips): the store then no longer follows the log.
+ * Reads on the owning thread see applied entries at once; views, restores
+ * and close flush first. The durable copy is the log, so nothing is lost by
+ * committing later. Off by default. */
 void bo_store_set_group_commit(struct bo_store *st, bool on);
 int bo_store_flush(struct bo_store *st, struct bo_err *err);
 /* With group commit on: open the group's transaction now, so that a run of
