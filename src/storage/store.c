@@ -6259,13 +6259,13 @@ int bo_store_digest(struct bo_store *st, uint64_t *digest, struct bo_err *err)
         size_t counted = 0;
         rc = bo_pb_put_varint(&d.b, t);
         while (rc == BO_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
-            int n = sqlite3_column_count(s);
-            int64_t status = counts ? sqlite3_column_int64(s, 3) : 0;
-            if (counts && status >= 0 && status < N_STATUS) {
+            /* the counts' last column, the job's row id, is not digested */
+            int n = counts ? 5 : sqlite3_column_count(s);
+            int64_t status = counts ? sqlite3_column_int64(s, 3) : -1;
+            if (status >= 0 && status < N_STATUS) {
                 const struct job_tally *e = tally_find(st->tally, sqlite3_column_int64(s, 5));
                 tally_ok = tally_ok && e != NULL && e->n[status] == sqlite3_column_int64(s, 4);
                 counted++;
-                n = 5;
             }
             rc = digest_row(&d, s, n);
         }
