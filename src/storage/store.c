@@ -102,6 +102,7 @@
 #include "common/mem.h"
 #include "common/pbwire.h"
 #include "storage/canon.h"
+#include "storage/entrydec.h"
 #include "storage/wbuf.h"
 
 #define uthash_malloc(sz)    bo_malloc(sz)
@@ -521,8 +522,9 @@ struct conn {
     uint64_t qc_clock;
 };
 
-/* Configs interned lately, keyed by their canonical encoding: a table of
- * MEMO_SIZE slots, each holding the last config whose hash fell in it.
+/* Configs interned lately, keyed by their canonical encoding or by the bytes
+ * a log entry carried them as (equal bytes, equal config, either way): a
+ * table of MEMO_SIZE slots, each holding the last config whose hash fell in it.
  * Entries are valid only for `memo_conn` and for the generation they were
  * made in; a config row deleted or a transaction rolled back starts a new
  * generation. With writes spread over many jobs, 8 slots missed nearly
@@ -535,8 +537,29 @@ struct memo_entry {
     uint64_t gen; /* valid when equal to the store's memo_gen */
     uint64_t hash;
     struct bo_buf raw;
+    /* The config's job key as "role\0environment\0name\0", empty if it
+     * has none: all that validating a task reads of its config. */
+    struct bo_buf job;
     int64_t config_id;
     int64_t job_id;
+};
+
+/* A config of the log entry being applied that came as bytes (entrydec.h).
+ * Its task's assigned_task.task points at `cfg`: only the job key when the
+ * memo knew the bytes (validation reads nothing else, and config_intern
+ * takes the ids found then), a shallow copy of the decoded config when it
+ * did not. config_intern tells a stub by its address (stub_of). */
+struct cfg_stub {
+    Bo__TaskConfig cfg;
+    Bo__JobKey job;
+    const uint8_t *raw;
+    size_t len;
+    uint64_t hash;
+    const Bo__TaskConfig *full; /* decoded, or NULL until needed */
+    uint64_t gen;               /* the ids hold while memo_gen is this */
+    int64_t config_id;
+    int64_t job_id;
+    bool known;
 };
 
 struct bo_store {
@@ -557,6 +580,11 @@ struct bo_store {
     struct memo_entry *memo; /* MEMO_SIZE, NULL until the first config */
     uint64_t memo_gen;       /* starts at 1: a zeroed entry is invalid */
     const struct conn *memo_conn;
+    /* Log entries are decoded with new tasks' configs as bytes, and those
+     * configs stubbed for the entry's apply (empty between entries). */
+    struct bo_entrydec dec;
+    struct cfg_stub *stubs;
+    size_t n_stubs;
     /* Scratch buffers reused across calls (owning thread only). */
     struct bo_buf raw, canon, part;
     /* What one log entry decodes into, with the private config copies its
@@ -900,21 +928,36 @@ static void memo_reset(struct bo_store *st)
 }
 
 static struct memo_entry *memo_find(struct bo_store *st, const struct conn *c, uint64_t h,
-                                    const struct bo_buf *raw)
+                                    const uint8_t *bytes, size_t len)
 {
     if (st->memo_conn != c || st->memo == NULL) {
         return NULL;
     }
     struct memo_entry *e = &st->memo[h % MEMO_SIZE];
-    if (e->gen == st->memo_gen && e->hash == h && e->raw.len == raw->len &&
-        memcmp(e->raw.data, raw->data, raw->len) == 0) {
+    if (e->gen == st->memo_gen && e->hash == h && e->raw.len == len &&
+        memcmp(e->raw.data, bytes, len) == 0) {
         return e;
     }
     return NULL;
 }
 
-static void memo_add(struct bo_store *st, const struct conn *c, uint64_t h,
-                     const struct bo_buf *raw, int64_t config_id, int64_t job_id)
+static int memo_put_job(struct bo_buf *b, const Bo__JobKey *job)
+{
+    b->len = 0;
+    if (job == NULL) {
+        return BO_OK;
+    }
+    const char *parts[] = {job->role, job->environment, job->name};
+    int rc = BO_OK;
+    for (size_t i = 0; i < 3 && rc == BO_OK; i++) {
+        const char *p = parts[i] != NULL ? parts[i] : "";
+        rc = bo_buf_append(b, p, strlen(p) + 1);
+    }
+    return rc;
+}
+
+static void memo_add(struct bo_store *st, const struct conn *c, uint64_t h, const uint8_t *bytes,
+                     size_t len, const Bo__JobKey *job, int64_t config_id, int64_t job_id)
 {
     if (st->memo_conn != c) {
         memo_clear(st);
@@ -929,7 +972,7 @@ static void memo_add(struct bo_store *st, const struct conn *c, uint64_t h,
     struct memo_entry *e = &st->memo[h % MEMO_SIZE];
     e->gen = 0;
     e->raw.len = 0;
-    if (bo_buf_append(&e->raw, raw->data, raw->len) != BO_OK) {
+    if (bo_buf_append(&e->raw, bytes, len) != BO_OK || memo_put_job(&e->job, job) != BO_OK) {
         return;
     }
     e->gen = st->memo_gen;
@@ -1003,10 +1046,38 @@ static int config_store_canonical(struct conn *c, const Bo__JobKey *job, const u
  * from a shallow copy with sorted copies of its arrays; one in order (as the
  * encoding of a stored config is) is encoded as it is. One encoding per
  * config serves the memo and the lookup. */
+static struct cfg_stub *stub_of(const struct bo_store *st, const Bo__TaskConfig *cfg)
+{
+    uintptr_t p = (uintptr_t)cfg;
+    uintptr_t first = (uintptr_t)st->stubs;
+    if (st->n_stubs == 0 || p < first || p >= first + st->n_stubs * sizeof(*st->stubs)) {
+        return NULL;
+    }
+    struct cfg_stub *sb = &st->stubs[(p - first) / sizeof(*st->stubs)];
+    return &sb->cfg == cfg ? sb : NULL;
+}
+
 static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConfig *cfg,
                          int64_t *id, int64_t *job_id, struct bo_err *err)
 {
     int rc;
+    struct cfg_stub *sb = stub_of(st, cfg);
+    if (sb != NULL) {
+        if (sb->known && sb->gen == st->memo_gen && st->memo_conn == c) {
+            *id = sb->config_id;
+            *job_id = sb->job_id;
+            return BO_OK;
+        }
+        /* Known when the entry was decoded, but a config row went since. */
+        if (sb->full == NULL) {
+            ProtobufCAllocator alloc = {arena_alloc, arena_free, &st->apply_arena};
+            sb->full = bo__task_config__unpack(&alloc, sb->len, sb->raw);
+            if (sb->full == NULL) {
+                return bo_errf(err, BO_ENOMEM, "decode config: out of memory");
+            }
+        }
+        cfg = sb->full;
+    }
     st->raw.len = 0;
     if (bo_canon_task_config_is_canonical(cfg)) {
         rc = pack_into(&cfg->base, &st->raw);
@@ -1020,17 +1091,27 @@ static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConf
         return bo_errf(err, rc, "canonicalize config: %s", bo_strerror(rc));
     }
     uint64_t h = bo_hash64(st->raw.data, st->raw.len);
-    struct memo_entry *e = memo_find(st, c, h, &st->raw);
+    struct memo_entry *e = memo_find(st, c, h, st->raw.data, st->raw.len);
     if (e != NULL) {
         *id = e->config_id;
         *job_id = e->job_id;
-        return BO_OK;
+    } else {
+        rc = config_store_canonical(c, cfg->job, st->raw.data, st->raw.len, id, job_id, err);
+        if (rc != BO_OK) {
+            return rc;
+        }
+        memo_add(st, c, h, st->raw.data, st->raw.len, cfg->job, *id, *job_id);
     }
-    rc = config_store_canonical(c, cfg->job, st->raw.data, st->raw.len, id, job_id, err);
-    if (rc == BO_OK) {
-        memo_add(st, c, h, &st->raw, *id, *job_id);
+    if (sb != NULL) {
+        if (sb->len != st->raw.len || memcmp(sb->raw, st->raw.data, sb->len) != 0) {
+            memo_add(st, c, sb->hash, sb->raw, sb->len, cfg->job, *id, *job_id);
+        }
+        sb->known = true;
+        sb->gen = st->memo_gen;
+        sb->config_id = *id;
+        sb->job_id = *job_id;
     }
-    return rc;
+    return BO_OK;
 }
 
 static int config_ref(struct conn *c, int64_t id, int64_t refs, int64_t task_refs,
@@ -3098,6 +3179,12 @@ int bo_store_open(const char *path, bool fresh, struct bo_store **out, struct bo
     }
     pthread_mutexattr_destroy(&attr);
     st->memo_gen = 1;
+    rc = bo_entrydec_init(&st->dec);
+    if (rc != BO_OK) {
+        pthread_mutex_destroy(&st->lock);
+        bo_free(st);
+        return bo_errf(err, rc, "open store: cannot build the entry decoder");
+    }
     st->path = bo_strdup(path);
     if (st->path == NULL) {
         rc = bo_errf(err, BO_ENOMEM, "open store: out of memory");
@@ -3128,6 +3215,7 @@ int bo_store_open(const char *path, bool fresh, struct bo_store **out, struct bo
     *out = st;
     return BO_OK;
 fail:
+    bo_entrydec_release(&st->dec);
     pthread_mutex_destroy(&st->lock);
     bo_free(st->path);
     bo_free(st);
@@ -3157,7 +3245,9 @@ void bo_store_close(struct bo_store *st)
     conn_close(&st->main, true);
     for (size_t i = 0; st->memo != NULL && i < MEMO_SIZE; i++) {
         bo_buf_release(&st->memo[i].raw);
+        bo_buf_release(&st->memo[i].job);
     }
+    bo_entrydec_release(&st->dec);
     bo_free(st->memo);
     bo_buf_release(&st->raw);
     bo_buf_release(&st->canon);
@@ -4825,6 +4915,94 @@ int bo_store_restore(struct bo_store *st, const uint8_t *image, size_t len, uint
     return restore_from(st, image, len, false, index, err);
 }
 
+/* Fill `sb` for a config that came as `raw`: from the memo if it knows
+ * the bytes (the job key copied into the arena, since a later memo_add may
+ * reuse the slot), else decoded. */
+static int stub_config(struct bo_store *st, struct cfg_stub *sb, const ProtobufCBinaryData *raw)
+{
+    *sb = (struct cfg_stub){.raw = raw->data, .len = raw->len};
+    sb->hash = bo_hash64(raw->data, raw->len);
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, &st->apply_arena};
+    struct memo_entry *e = memo_find(st, &st->main, sb->hash, raw->data, raw->len);
+    if (e == NULL) {
+        sb->full = bo__task_config__unpack(&alloc, raw->len, raw->data);
+        if (sb->full == NULL) {
+            return st->apply_arena.failed ? BO_ENOMEM : BO_ECORRUPT;
+        }
+        sb->cfg = *sb->full;
+        return BO_OK;
+    }
+    sb->known = true;
+    sb->gen = st->memo_gen;
+    sb->config_id = e->config_id;
+    sb->job_id = e->job_id;
+    sb->cfg = (Bo__TaskConfig)BO__TASK_CONFIG__INIT;
+    if (e->job.len == 0) {
+        return BO_OK;
+    }
+    char *key = arena_alloc(&st->apply_arena, e->job.len);
+    if (key == NULL) {
+        return BO_ENOMEM;
+    }
+    memcpy(key, e->job.data, e->job.len);
+    sb->job = (Bo__JobKey)BO__JOB_KEY__INIT;
+    sb->job.role = key;
+    sb->job.environment = key + strlen(key) + 1;
+    sb->job.name = sb->job.environment + strlen(sb->job.environment) + 1;
+    sb->cfg.job = &sb->job;
+    return BO_OK;
+}
+
+/* Stub the configs entrydec left as bytes in `e` (struct cfg_stub): those
+ * the memo knows need no decoding. Every task is plain on return. *merged
+ * if a config came in parts, for the generated decoder to merge (nothing is
+ * stubbed then). BO_ECORRUPT if a config does not decode. */
+static int entry_stub_configs(struct bo_store *st, Bo__LogEntry *e, bool *merged)
+{
+    *merged = false;
+    const Bo__Transaction *txn = e->transaction;
+    size_t n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < txn->n_ops; i++) {
+            const Bo__Op *op = txn->ops[i];
+            if (op == NULL || op->op_case != BO__OP__OP_SAVE_TASKS || op->save_tasks == NULL) {
+                continue;
+            }
+            for (size_t j = 0; j < op->save_tasks->n_tasks; j++) {
+                Bo__ScheduledTask *t = op->save_tasks->tasks[j];
+                struct bo_entrydec_assigned *x =
+                    t != NULL ? bo_entrydec_assigned(&st->dec, t->assigned_task) : NULL;
+                if (x == NULL) {
+                    continue;
+                }
+                if (pass == 0) {
+                    *merged = *merged || x->n_raw > 1;
+                    n += x->n_raw;
+                    continue;
+                }
+                bo_entrydec_plain(x);
+                if (x->n_raw == 1) {
+                    int rc = stub_config(st, &st->stubs[st->n_stubs], &x->raw[0]);
+                    if (rc != BO_OK) {
+                        return rc;
+                    }
+                    x->base.task = &st->stubs[st->n_stubs++].cfg;
+                }
+            }
+        }
+        if (pass == 0 && (*merged || n == 0)) {
+            return BO_OK;
+        }
+        if (pass == 0) {
+            st->stubs = arena_alloc(&st->apply_arena, n * sizeof(*st->stubs));
+            if (st->stubs == NULL) {
+                return BO_ENOMEM;
+            }
+        }
+    }
+    return BO_OK;
+}
+
 int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, uint64_t index,
                          struct bo_err *err)
 {
@@ -4855,7 +5033,17 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
         struct arena *a = &st->apply_arena;
         ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
         a->failed = false;
-        Bo__LogEntry *e = bo__log_entry__unpack(&alloc, len, data);
+        Bo__LogEntry *e = bo_entrydec_unpack(&st->dec, &alloc, len, data);
+        bool merged = false;
+        rc = e != NULL && e->entry_case == BO__LOG_ENTRY__ENTRY_TRANSACTION
+                 ? entry_stub_configs(st, e, &merged)
+                 : BO_OK;
+        if (merged) {
+            arena_reset(a);
+            e = bo__log_entry__unpack(&alloc, len, data);
+        } else if (rc != BO_OK) {
+            e = NULL;
+        }
         if (e == NULL || e->entry_case != BO__LOG_ENTRY__ENTRY_TRANSACTION) {
             /* Out of memory is no reason to reject an entry: the caller
              * must stop rather than diverge from the other replicas. */
@@ -4866,6 +5054,8 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
         } else {
             rc = bo_store_apply(st, e->transaction, index, err);
         }
+        st->stubs = NULL;
+        st->n_stubs = 0;
         /* Keep the chunks for the next entry, unless a big one grew them. */
         if (a->held > APPLY_ARENA_KEEP) {
             arena_release(a);

@@ -26,6 +26,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/mem.h"
+#include "common/pbwire.h"
 #include <sqlite3.h>
 
 #include "storage.pb-c.h"
@@ -2804,6 +2805,184 @@ static void test_log_entries(void **state)
     bo_store_close(st);
 }
 
+/* `t` as the bytes of a transaction log entry. */
+static void entry_of(const Bo__Transaction *t, struct bo_buf *out)
+{
+    Bo__LogEntry e = BO__LOG_ENTRY__INIT;
+    e.entry_case = BO__LOG_ENTRY__ENTRY_TRANSACTION;
+    e.transaction = (Bo__Transaction *)t;
+    out->len = 0;
+    assert_int_equal(bo_buf_reserve(out, bo__log_entry__get_packed_size(&e)), BO_OK);
+    out->len = bo__log_entry__pack(&e, out->data);
+}
+
+/* Apply `t` as a log entry to `a` and as it is to `b`, then free it: the
+ * same result, the same state. */
+static void apply_both(struct bo_store *a, struct bo_store *b, Bo__Transaction *t, uint64_t index,
+                       int want)
+{
+    struct bo_buf e = BO_BUF_INIT;
+    entry_of(t, &e);
+    struct bo_err err = BO_ERR_INIT;
+    int rc = bo_store_apply_entry(a, e.data, e.len, index, &err);
+    if (rc != want) {
+        fail_msg("entry %llu: want %s, got %s: %s", (unsigned long long)index, bo_errname(want),
+                 bo_errname(rc), bo_err_msg(&err, rc));
+    }
+    bo_buf_release(&e);
+    apply_expect(b, t, index, want, &err);
+    assert_true(digest_of(a) == digest_of(b));
+}
+
+/* A transaction entry saving one task given as the bytes `task` (which may
+ * repeat fields, as protobuf allows), built by hand. */
+static void entry_with_task(const struct bo_buf *task, struct bo_buf *out)
+{
+    struct bo_buf tasks = BO_BUF_INIT, op = BO_BUF_INIT, txn = BO_BUF_INIT;
+    assert_int_equal(bo_pb_put_bytes(&tasks, 1, task->data, task->len), BO_OK); /* SaveTasks */
+    assert_int_equal(bo_pb_put_bytes(&op, 1, tasks.data, tasks.len), BO_OK);    /* Op */
+    assert_int_equal(bo_pb_put_bytes(&txn, 1, op.data, op.len), BO_OK);         /* Transaction */
+    assert_int_equal(bo_pb_put_uint(&txn, 2, BO_SCHEMA_VERSION), BO_OK);
+    out->len = 0;
+    assert_int_equal(bo_pb_put_bytes(out, 2, txn.data, txn.len), BO_OK); /* LogEntry */
+    bo_buf_release(&tasks);
+    bo_buf_release(&op);
+    bo_buf_release(&txn);
+}
+
+static void pack_append(struct bo_buf *b, const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    assert_int_equal(bo_buf_reserve(b, n), BO_OK);
+    b->len += protobuf_c_message_pack(m, b->data + b->len);
+}
+
+/* Configs in log entries are looked up by their bytes before they are
+ * decoded (entrydec.h). A store fed entries ends where one fed the same
+ * transactions as structs does: through configs it knows, configs sent out
+ * of canonical order, a known config whose row goes earlier in the same
+ * entry, an invalid job key, a config sent in two parts, and one that does
+ * not decode. */
+static void test_entry_configs(void **state)
+{
+    (void)state;
+    struct bo_store *a = open_store("entry-a.db");
+    struct bo_store *b = open_store("entry-b.db");
+    uint64_t index = 0;
+    struct bo_err err = BO_ERR_INIT;
+
+    /* One config, one task per entry: the second is known by its bytes. */
+    for (int i = 0; i < 2; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "web-%d", i);
+        Bo__Transaction *t = txn_new();
+        txn_save_task(t, mk_task(id, mk_config("www", "prod", "web", 0, false), i,
+                                 BO__SCHEDULE_STATUS__RUNNING, "host-a"));
+        apply_both(a, b, t, ++index, BO_OK);
+    }
+    /* Out of canonical order twice (known by those bytes the second time),
+     * then in order: one row. */
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "api-%d", i);
+        Bo__Transaction *t = txn_new();
+        txn_save_task(t, mk_task(id, mk_config("www", "prod", "api", 1, i < 2), i,
+                                 BO__SCHEDULE_STATUS__PENDING, NULL));
+        apply_both(a, b, t, ++index, BO_OK);
+    }
+    assert_int_equal(counts_of(a).configs, 2);
+
+    /* The entry removes the last tasks of the known config, so its row goes,
+     * then saves a task of it again: the row must come back. */
+    Bo__Transaction *t = txn_new();
+    const char *ids[] = {"web-0", "web-1"};
+    txn_remove_tasks(t, ids, 2);
+    txn_save_task(t, mk_task("web-2", mk_config("www", "prod", "web", 0, false), 2,
+                             BO__SCHEDULE_STATUS__PENDING, NULL));
+    apply_both(a, b, t, ++index, BO_OK);
+    assert_int_equal(counts_of(a).configs, 2);
+    struct bo_task_query q = {0};
+    const char *web2[] = {"web-2"};
+    q.task_ids = web2;
+    q.n_task_ids = 1;
+    struct bo_task_list l = {0};
+    query(a, &q, &l);
+    assert_int_equal(l.n, 1);
+    assert_non_null(l.tasks[0]->assigned_task->task);
+    assert_int_equal(l.tasks[0]->assigned_task->task->n_constraints, 2);
+    bo_task_list_release(&l);
+
+    /* A known config's bytes with a task that fails validation, and a
+     * config whose job key fails it: refused alike. */
+    t = txn_new();
+    txn_save_task(t, mk_task("web-3", mk_config("www", "prod", "web", 0, false), -1,
+                             BO__SCHEDULE_STATUS__PENDING, NULL));
+    apply_both(a, b, t, ++index, BO_EINVAL);
+    t = txn_new();
+    txn_save_task(t, mk_task("web-3", mk_config("", "prod", "web", 0, false), 3,
+                             BO__SCHEDULE_STATUS__PENDING, NULL));
+    apply_both(a, b, t, index, BO_EINVAL);
+    assert_int_equal(bo_store_applied_index(a), index - 1);
+    index--;
+
+    /* A config in two parts: protobuf merges them (the second adds
+     * metadata), as the generated decoder does for the other store. */
+    Bo__ScheduledTask *whole = mk_task("merged-0", mk_config("www", "prod", "merge", 2, false), 0,
+                                       BO__SCHEDULE_STATUS__RUNNING, "host-b");
+    Bo__TaskConfig extra = BO__TASK_CONFIG__INIT;
+    Bo__Metadata md = BO__METADATA__INIT;
+    Bo__Metadata *mds[] = {&md};
+    md.key = "team";
+    md.value = "storage";
+    extra.n_metadata = 1;
+    extra.metadata = mds;
+    Bo__AssignedTask extra_at = BO__ASSIGNED_TASK__INIT;
+    extra_at.task = &extra;
+    Bo__ScheduledTask extra_st = BO__SCHEDULED_TASK__INIT;
+    extra_st.assigned_task = &extra_at;
+    struct bo_buf task = BO_BUF_INIT, e = BO_BUF_INIT;
+    pack_append(&task, &whole->base);
+    pack_append(&task, &extra_st.base);
+    free_msg(whole);
+    entry_with_task(&task, &e);
+    assert_int_equal(bo_store_apply_entry(a, e.data, e.len, ++index, &err), BO_OK);
+    Bo__LogEntry *decoded = bo__log_entry__unpack(&test_allocator, e.len, e.data);
+    assert_non_null(decoded);
+    assert_int_equal(bo_store_apply(b, decoded->transaction, index, &err), BO_OK);
+    free_msg(decoded);
+    assert_true(digest_of(a) == digest_of(b));
+    const char *merged[] = {"merged-0"};
+    q.task_ids = merged;
+    query(a, &q, &l);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.tasks[0]->assigned_task->task->n_metadata, 1);
+    assert_int_equal(l.tasks[0]->assigned_task->task->n_constraints, 2);
+    bo_task_list_release(&l);
+
+    /* A config that does not decode: the entry is corrupt, as it is to the
+     * generated decoder, and nothing changes. */
+    uint64_t before = digest_of(a);
+    Bo__AssignedTask bad_at = BO__ASSIGNED_TASK__INIT;
+    bad_at.task_id = "bad-0";
+    struct bo_buf at = BO_BUF_INIT;
+    pack_append(&at, &bad_at.base);
+    const uint8_t garbage[] = {0x0a, 0x7f, 0x01};
+    assert_int_equal(bo_pb_put_bytes(&at, 4, garbage, sizeof(garbage)), BO_OK);
+    task.len = 0;
+    assert_int_equal(bo_pb_put_bytes(&task, 1, at.data, at.len), BO_OK);
+    entry_with_task(&task, &e);
+    assert_null(bo__log_entry__unpack(&test_allocator, e.len, e.data));
+    assert_int_equal(bo_store_apply_entry(a, e.data, e.len, index + 1, &err), BO_ECORRUPT);
+    assert_int_equal(bo_store_applied_index(a), index);
+    assert_true(digest_of(a) == before);
+
+    bo_buf_release(&at);
+    bo_buf_release(&task);
+    bo_buf_release(&e);
+    bo_store_close(a);
+    bo_store_close(b);
+}
+
 /* ------------------------------------------------------------- bench ---- */
 
 static double now_s(void)
@@ -2900,6 +3079,7 @@ int main(void)
         cmocka_unit_test(test_restore_interleaved),
         cmocka_unit_test(test_view_consistency),
         cmocka_unit_test(test_log_entries),
+        cmocka_unit_test(test_entry_configs),
         cmocka_unit_test(test_bench),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
