@@ -524,7 +524,10 @@ struct conn {
 
 /* Configs interned lately, keyed by their canonical encoding or by the bytes
  * a log entry carried them as (equal bytes, equal config, either way): a
- * table of MEMO_SIZE slots, each holding the last config whose hash fell in it.
+ * table of MEMO_SIZE slots in sets of MEMO_WAYS, each set holding the
+ * configs whose hash fell in it that were used last. One slot per hash
+ * missed a third of the time at 10,000 configs in use, for the configs
+ * whose slot another one shared.
  * Entries are valid only for `memo_conn` and for the generation they were
  * made in; a config row deleted or a transaction rolled back starts a new
  * generation. With writes spread over many jobs, 8 slots missed nearly
@@ -532,10 +535,12 @@ struct conn {
  * apply, docs/benchmarks.md, "Fifth pass"). At most MEMO_SIZE copies of
  * configs are kept (~1-2 KB each), allocated as they are first used. */
 #define MEMO_SIZE 32768
+#define MEMO_WAYS 4
 
 struct memo_entry {
     uint64_t gen; /* valid when equal to the store's memo_gen */
     uint64_t hash;
+    uint64_t used; /* memo_clock when last found or added */
     struct bo_buf raw;
     /* The config's job key as "role\0environment\0name\0", empty if it
      * has none: all that validating a task reads of its config. */
@@ -579,6 +584,7 @@ struct bo_store {
     unsigned n_views;
     struct memo_entry *memo; /* MEMO_SIZE, NULL until the first config */
     uint64_t memo_gen;       /* starts at 1: a zeroed entry is invalid */
+    uint64_t memo_clock;
     const struct conn *memo_conn;
     /* Log entries are decoded with new tasks' configs as bytes, and those
      * configs stubbed for the entry's apply (empty between entries). */
@@ -933,10 +939,13 @@ static struct memo_entry *memo_find(struct bo_store *st, const struct conn *c, u
     if (st->memo_conn != c || st->memo == NULL) {
         return NULL;
     }
-    struct memo_entry *e = &st->memo[h % MEMO_SIZE];
-    if (e->gen == st->memo_gen && e->hash == h && e->raw.len == len &&
-        memcmp(e->raw.data, bytes, len) == 0) {
-        return e;
+    struct memo_entry *set = &st->memo[h % (MEMO_SIZE / MEMO_WAYS) * MEMO_WAYS];
+    for (struct memo_entry *e = set; e < set + MEMO_WAYS; e++) {
+        if (e->gen == st->memo_gen && e->hash == h && e->raw.len == len &&
+            memcmp(e->raw.data, bytes, len) == 0) {
+            e->used = ++st->memo_clock;
+            return e;
+        }
     }
     return NULL;
 }
@@ -969,8 +978,23 @@ static void memo_add(struct bo_store *st, const struct conn *c, uint64_t h, cons
             return; /* a memo miss costs time, not correctness */
         }
     }
-    struct memo_entry *e = &st->memo[h % MEMO_SIZE];
+    /* The entry for these bytes if there is one, else a free one, else the
+     * one used longest ago. */
+    struct memo_entry *set = &st->memo[h % (MEMO_SIZE / MEMO_WAYS) * MEMO_WAYS];
+    struct memo_entry *e = set;
+    for (struct memo_entry *x = set; x < set + MEMO_WAYS; x++) {
+        if (x->gen == st->memo_gen && x->hash == h && x->raw.len == len &&
+            memcmp(x->raw.data, bytes, len) == 0) {
+            e = x;
+            break;
+        }
+        bool e_free = e->gen != st->memo_gen;
+        if (x->gen != st->memo_gen ? !e_free : !e_free && x->used < e->used) {
+            e = x;
+        }
+    }
     e->gen = 0;
+    e->used = ++st->memo_clock;
     e->raw.len = 0;
     if (bo_buf_append(&e->raw, bytes, len) != BO_OK || memo_put_job(&e->job, job) != BO_OK) {
         return;
@@ -1100,12 +1124,13 @@ static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConf
         if (rc != BO_OK) {
             return rc;
         }
-        memo_add(st, c, h, st->raw.data, st->raw.len, cfg->job, *id, *job_id);
+        if (sb == NULL) {
+            memo_add(st, c, h, st->raw.data, st->raw.len, cfg->job, *id, *job_id);
+        }
     }
     if (sb != NULL) {
-        if (sb->len != st->raw.len || memcmp(sb->raw, st->raw.data, sb->len) != 0) {
-            memo_add(st, c, sb->hash, sb->raw, sb->len, cfg->job, *id, *job_id);
-        }
+        /* Only the bytes it came as: the next entry with it brings those. */
+        memo_add(st, c, sb->hash, sb->raw, sb->len, cfg->job, *id, *job_id);
         sb->known = true;
         sb->gen = st->memo_gen;
         sb->config_id = *id;
