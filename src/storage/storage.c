@@ -675,9 +675,13 @@ static void applier_release(struct bo_storage *s)
  * cost per entry measured there), and by the applier above it. Under a
  * light load that spares each write two thread wakeups, each of which can
  * wait for a CPU behind background work (docs/benchmarks.md, "Fifth pass");
- * under a heavy one the loop keeps raft going while the applier applies. */
+ * under a heavy one the loop keeps raft going while the applier applies.
+ * The share leaves room for the loop's own work per write, about as much
+ * again: at 30%, once new tasks cost a third less to apply, the loop took
+ * them up to ~20,000 a second, became the bottleneck itself and stayed
+ * there as its rate fell (docs/benchmarks.md, "Eighth pass"). */
 #define APPLIER_WINDOW_NS (50 * 1000 * 1000ull)
-#define APPLIER_LIGHT_PCT 30
+#define APPLIER_LIGHT_PCT 15
 
 static bool applier_light(struct bo_storage *s)
 {
