@@ -15,8 +15,10 @@
  * count (`refs`, and `task_refs` for the tasks among them) is kept by the
  * apply code and a config whose count drops to zero is deleted in the same
  * transaction, as is a job row nothing refers to any more. A memo of the
- * configs seen lately (keyed by their canonical encoding, compared whole)
- * spares most lookups in SQLite.
+ * configs seen lately (keyed by their encoding, compared whole) spares most
+ * lookups in SQLite. Before that, the configs of a save_tasks op are looked
+ * up by the bytes the entry carries them as (entrydec.h): one the memo
+ * knows is never decoded, its task given a stub (struct cfg_stub).
  *
  * Tasks are stored as the protobuf encoding of the ScheduledTask with
  * assigned_task.task left out (events, ports, failure count, ancestor, slave
