@@ -1067,11 +1067,7 @@ static int config_store_canonical(struct conn *c, const Bo__JobKey *job, const u
     return BO_OK;
 }
 
-/* The row id of `cfg`'s canonical form (inserting it if new) and of its job.
- * `cfg` is not modified: a config not in canonical order already is encoded
- * from a shallow copy with sorted copies of its arrays; one in order (as the
- * encoding of a stored config is) is encoded as it is. One encoding per
- * config serves the memo and the lookup. */
+/* The stub `cfg` is, or NULL if it is a config of its own. */
 static struct cfg_stub *stub_of(const struct bo_store *st, const Bo__TaskConfig *cfg)
 {
     uintptr_t p = (uintptr_t)cfg;
@@ -1083,6 +1079,11 @@ static struct cfg_stub *stub_of(const struct bo_store *st, const Bo__TaskConfig 
     return &sb->cfg == cfg ? sb : NULL;
 }
 
+/* The row id of `cfg`'s canonical form (inserting it if new) and of its job.
+ * `cfg` is not modified: a config not in canonical order already is encoded
+ * from a shallow copy with sorted copies of its arrays; one in order (as the
+ * encoding of a stored config is) is encoded as it is. One encoding per
+ * config serves the memo and the lookup. */
 static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConfig *cfg,
                          int64_t *id, int64_t *job_id, struct bo_err *err)
 {
@@ -1094,7 +1095,8 @@ static int config_intern(struct bo_store *st, struct conn *c, const Bo__TaskConf
             *job_id = sb->job_id;
             return BO_OK;
         }
-        /* Known when the entry was decoded, but a config row went since. */
+        /* Unknown when the entry was decoded, or known but a config row
+         * went since: interned from its decoded form. */
         if (sb->full == NULL) {
             ProtobufCAllocator alloc = {arena_alloc, arena_free, &st->apply_arena};
             sb->full = bo__task_config__unpack(&alloc, sb->len, sb->raw);
@@ -3208,9 +3210,8 @@ int bo_store_open(const char *path, bool fresh, struct bo_store **out, struct bo
     st->memo_gen = 1;
     rc = bo_entrydec_init(&st->dec);
     if (rc != BO_OK) {
-        pthread_mutex_destroy(&st->lock);
-        bo_free(st);
-        return bo_errf(err, rc, "open store: cannot build the entry decoder");
+        rc = bo_errf(err, rc, "open store: cannot build the entry decoder");
+        goto fail;
     }
     st->path = bo_strdup(path);
     if (st->path == NULL) {
@@ -4980,51 +4981,54 @@ static int stub_config(struct bo_store *st, struct cfg_stub *sb, const ProtobufC
     return BO_OK;
 }
 
+static const Bo__SaveTasks *save_tasks_of(const Bo__Op *op)
+{
+    return op != NULL && op->op_case == BO__OP__OP_SAVE_TASKS ? op->save_tasks : NULL;
+}
+
 /* Stub the configs entrydec left as bytes in `e` (struct cfg_stub): those
- * the memo knows need no decoding. Every task is plain on return. *merged
- * if a config came in parts, for the generated decoder to merge (nothing is
- * stubbed then). BO_ECORRUPT if a config does not decode. */
+ * the memo knows need no decoding. Every task is plain on return, unless
+ * *merged: a config came in parts, for the generated decoder to merge (the
+ * caller decodes the entry again and drops the stubs). BO_ECORRUPT if a
+ * config does not decode. */
 static int entry_stub_configs(struct bo_store *st, Bo__LogEntry *e, bool *merged)
 {
     *merged = false;
     const Bo__Transaction *txn = e->transaction;
-    size_t n = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0; i < txn->n_ops; i++) {
-            const Bo__Op *op = txn->ops[i];
-            if (op == NULL || op->op_case != BO__OP__OP_SAVE_TASKS || op->save_tasks == NULL) {
+    size_t max = 0;
+    for (size_t i = 0; i < txn->n_ops; i++) {
+        const Bo__SaveTasks *op = save_tasks_of(txn->ops[i]);
+        max += op != NULL ? op->n_tasks : 0;
+    }
+    if (max == 0) {
+        return BO_OK;
+    }
+    st->stubs = arena_alloc(&st->apply_arena, max * sizeof(*st->stubs));
+    if (st->stubs == NULL) {
+        return BO_ENOMEM;
+    }
+    for (size_t i = 0; i < txn->n_ops; i++) {
+        const Bo__SaveTasks *op = save_tasks_of(txn->ops[i]);
+        for (size_t j = 0; op != NULL && j < op->n_tasks; j++) {
+            Bo__ScheduledTask *t = op->tasks[j];
+            struct bo_entrydec_assigned *x =
+                t != NULL ? bo_entrydec_assigned(&st->dec, t->assigned_task) : NULL;
+            if (x == NULL) {
                 continue;
             }
-            for (size_t j = 0; j < op->save_tasks->n_tasks; j++) {
-                Bo__ScheduledTask *t = op->save_tasks->tasks[j];
-                struct bo_entrydec_assigned *x =
-                    t != NULL ? bo_entrydec_assigned(&st->dec, t->assigned_task) : NULL;
-                if (x == NULL) {
-                    continue;
-                }
-                if (pass == 0) {
-                    *merged = *merged || x->n_raw > 1;
-                    n += x->n_raw;
-                    continue;
-                }
-                bo_entrydec_plain(x);
-                if (x->n_raw == 1) {
-                    int rc = stub_config(st, &st->stubs[st->n_stubs], &x->raw[0]);
-                    if (rc != BO_OK) {
-                        return rc;
-                    }
-                    x->base.task = &st->stubs[st->n_stubs++].cfg;
-                }
+            if (x->n_raw > 1) {
+                *merged = true;
+                return BO_OK;
             }
-        }
-        if (pass == 0 && (*merged || n == 0)) {
-            return BO_OK;
-        }
-        if (pass == 0) {
-            st->stubs = arena_alloc(&st->apply_arena, n * sizeof(*st->stubs));
-            if (st->stubs == NULL) {
-                return BO_ENOMEM;
+            bo_entrydec_plain(x);
+            if (x->n_raw == 0) {
+                continue;
             }
+            int rc = stub_config(st, &st->stubs[st->n_stubs], &x->raw[0]);
+            if (rc != BO_OK) {
+                return rc;
+            }
+            x->base.task = &st->stubs[st->n_stubs++].cfg;
         }
     }
     return BO_OK;
@@ -5066,6 +5070,8 @@ int bo_store_apply_entry(struct bo_store *st, const uint8_t *data, size_t len, u
                  ? entry_stub_configs(st, e, &merged)
                  : BO_OK;
         if (merged) {
+            st->stubs = NULL;
+            st->n_stubs = 0;
             arena_reset(a);
             e = bo__log_entry__unpack(&alloc, len, data);
         } else if (rc != BO_OK) {
